@@ -1,0 +1,32 @@
+# Developer entry points. Everything runs from the project's own virtualenv (.venv), created on demand;
+# `pip install -e '.[test]'` reruns only when the packaging changed (setup.cfg, pyproject.toml, or a
+# new top-level package: the editable install maps package names to folders when it is installed).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install run test migrate clean
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): setup.cfg pyproject.toml $(wildcard */__init__.py) | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	touch $@
+
+run: install
+	$(VENV)/bin/cfmp up
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+migrate: install
+	$(VENV)/bin/cfmp db upgrade
+
+clean:
+	rm -rf var logs

@@ -1,0 +1,1 @@
+"""What api, workers and gateway all need: settings, tokens, logging, the HTTP contract, the CLI."""

@@ -1,0 +1,4 @@
+"""`python -m common.cli`: how `cfmp up` starts its children with the very same interpreter."""
+from common.cli import main
+
+main(prog_name="cfmp")

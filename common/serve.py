@@ -1,0 +1,120 @@
+"""Run a Flask app over HTTP: under gunicorn (gthread) normally, or werkzeug's server with `--dev`.
+
+Shared by `cfmp serve SERVICE` and `cfmp gateway`. The app is built before gunicorn forks, so a bad
+setting fails once, in the foreground, instead of in every worker. Once the socket is bound, the
+real address goes to the log and `listening on http://HOST:PORT` to stdout: with port 0 that line
+is the only way a parent (`cfmp up`, a test) learns which port it got.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+from werkzeug.serving import make_server
+
+log = logging.getLogger("cfmp.serve")
+
+LISTENING_PREFIX = "listening on "
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 0
+    workers: int = 2
+    threads: int = 8
+    dev: bool = False
+    log_level: str = "INFO"
+
+
+def url_for_address(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def announce(name: str, host: str, port: int) -> None:
+    """Report the bound address: one log line, and one stdout line a parent process can parse."""
+    url = url_for_address(host, port)
+    log.info("%s listening on %s", name, url)
+    print(f"{LISTENING_PREFIX}{url}", flush=True)
+
+
+class GunicornServer(BaseApplication):
+    """gunicorn's Python API over an already built app: no config file, no argv parsing."""
+
+    def __init__(self, app: Flask, options: dict[str, Any]):
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
+
+
+def gunicorn_options(name: str, options: ServeOptions, when_ready: Callable[[Any], None]) -> dict[str, Any]:
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    return {
+        "bind": [f"{host}:{options.port}"],
+        "workers": options.workers,
+        "threads": options.threads,
+        "worker_class": "gthread",
+        "timeout": 30,
+        # Short, and below the 10 s after which `cfmp up` sends SIGKILL.
+        "graceful_timeout": 5,
+        "accesslog": None,  # the apps log every request themselves, with the request id
+        "errorlog": "-",
+        "loglevel": options.log_level.lower(),
+        "proc_name": f"cfmp-{name}",
+        # gunicorn >= 25 opens a control socket at one fixed per-user path: several servers on one
+        # machine would fight over it, and nothing here uses it.
+        "control_socket_disable": True,
+        "when_ready": when_ready,
+    }
+
+
+def run_gunicorn(name: str, app: Flask, options: ServeOptions) -> None:
+    """Serve until SIGTERM (graceful) or SIGINT (quick); gunicorn exits the process with 0."""
+
+    def when_ready(server: Any) -> None:
+        for listener in server.LISTENERS:
+            host, port = listener.sock.getsockname()[:2]
+            announce(name, host, port)
+
+    GunicornServer(app, gunicorn_options(name, options, when_ready)).run()
+
+
+def run_dev(name: str, app: Flask, options: ServeOptions) -> None:
+    """werkzeug's threaded server, no reloader: one process, easy to debug, stopped by SIGTERM/SIGINT."""
+    try:
+        server = make_server(options.host, options.port, app, threaded=True)
+    except OSError as exc:
+        print(f"cfmp: cannot listen on {options.host}:{options.port}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+    def stop(signum: int, frame: Any) -> None:
+        # shutdown() waits for serve_forever() to return, which runs in this very thread: hand it off.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    host, port = server.server_address[:2]
+    announce(name, str(host), port)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    log.info("%s stopped", name)
+
+
+def run(name: str, app: Flask, options: ServeOptions) -> None:
+    (run_dev if options.dev else run_gunicorn)(name, app, options)

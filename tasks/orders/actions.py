@@ -1,0 +1,134 @@
+"""What happens to orders, as plain functions over the session; callers commit.
+
+Every state change writes, in the caller's transaction, the row change (a conditional UPDATE), an
+audit `OrderEvent` and an outbox event, so the three commit or vanish together.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from models import (
+    SYSTEM_ACTOR, IllegalTransition, Order, OrderEvent, OrderIdempotencyKey, OrderInbox, OrderItem, OrderOutbox,
+    OrderStatus, db, utcnow,
+)
+
+log = logging.getLogger(__name__)
+PAYMENT_TIMEOUT = "payment_timeout"
+
+EVENT_TYPES = {
+    OrderStatus.PENDING_PAYMENT: "created",
+    OrderStatus.PAID: "paid",
+    OrderStatus.CANCELLED: "cancelled",
+    OrderStatus.COMPLETED: "completed",
+}
+
+
+class RefundRequired(Exception):
+    """A paid order can only be cancelled through a refund (wired by the payments workflow)."""
+
+
+def _record(order: Order, actor: str, from_status: OrderStatus | None, reason: str, request_id: str) -> None:
+    to_status = order.status
+    event_type = EVENT_TYPES[to_status]
+    db.session.add(OrderEvent(order_id=order.id, event_type=event_type, actor=actor,
+                              from_status=from_status.value if from_status else None, to_status=to_status.value,
+                              reason=reason, request_id=request_id))
+    db.session.add(OrderOutbox.new(f"order.{event_type}", order.order_uuid, {
+        "order_uuid": str(order.order_uuid),
+        "buyer_uuid": str(order.buyer_uuid),
+        "seller_uuid": str(order.seller_uuid),
+        "status": to_status.value,
+        "from_status": from_status.value if from_status else None,
+        "total_amount": f"{order.total_amount:.2f}",
+        "currency": order.currency,
+        "actor": actor,
+        "reason": reason,
+    }))
+
+
+def create_order(buyer_uuid: uuid.UUID, data: dict, request_id: str = "") -> Order:
+    items = [OrderItem(**item) for item in data["items"]]
+    total = sum((item.product_price * item.quantity for item in items), Decimal("0.00"))
+    fields = {k: v for k, v in data.items() if k != "items"}
+    order = Order(buyer_uuid=buyer_uuid, total_amount=total, status=OrderStatus.PENDING_PAYMENT, items=items, **fields)
+    db.session.add(order)
+    db.session.flush()
+    _record(order, str(buyer_uuid), None, "", request_id)
+    return order
+
+
+def cancel_order(order: Order, actor: str, reason: str, request_id: str = "") -> Order:
+    """pending_payment → cancelled. Raises IllegalTransition when another change won the race."""
+    if order.status is OrderStatus.PAID:
+        raise RefundRequired(order.order_uuid)
+    previous = order.status
+    order.transition(OrderStatus.CANCELLED, cancel_reason=reason or "cancelled_by_buyer")
+    _record(order, actor, previous, order.cancel_reason, request_id)
+    return order
+
+
+def complete_order(order: Order, actor: str, request_id: str = "") -> Order:
+    """paid → completed (the buyer confirms receipt)."""
+    previous = order.status
+    order.transition(OrderStatus.COMPLETED)
+    _record(order, actor, previous, "", request_id)
+    return order
+
+
+def mark_paid(order_uuid: uuid.UUID, payment_method: str, paid_at, actor: str = SYSTEM_ACTOR) -> bool:
+    """pending_payment → paid; False when the order is no longer payable (e.g. the sweep won)."""
+    order = db.session.scalars(sa.select(Order).where(Order.order_uuid == order_uuid)).first()
+    if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
+        return False
+    try:
+        order.transition(OrderStatus.PAID, payment_method=payment_method, payment_time=paid_at)
+    except IllegalTransition:
+        return False
+    _record(order, actor, OrderStatus.PENDING_PAYMENT, "", "")
+    return True
+
+
+def expire_unpaid_orders(timeout_seconds: int, batch: int = 200) -> int:
+    """Cancel up to `batch` orders unpaid for longer than the timeout, each with a conditional
+    UPDATE: an order paid meanwhile no longer matches and stays paid."""
+    cutoff = utcnow() - dt.timedelta(seconds=timeout_seconds)
+    candidates = db.session.scalars(
+        sa.select(Order).where(Order.status == OrderStatus.PENDING_PAYMENT, Order.created_at <= cutoff)
+        .order_by(Order.created_at, Order.id).limit(batch)
+    ).all()
+    cancelled = 0
+    for order in candidates:
+        try:
+            order.transition(OrderStatus.CANCELLED, cancel_reason=PAYMENT_TIMEOUT)
+        except IllegalTransition:
+            continue
+        _record(order, SYSTEM_ACTOR, OrderStatus.PENDING_PAYMENT, PAYMENT_TIMEOUT, "")
+        log.info("order %s cancelled: %s", order.order_uuid, PAYMENT_TIMEOUT)
+        cancelled += 1
+    return cancelled
+
+
+def record_event(event: dict, consumer: str) -> bool:
+    """Record a published order event once per consumer; False for one already recorded.
+
+    Commits itself: the unique (consumer, event_id) insert *is* the decision.
+    """
+    db.session.add(OrderInbox(consumer=consumer, event_id=uuid.UUID(event["event_id"]), event_type=event["type"],
+                              payload=json.dumps(event, separators=(",", ":"))))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return False
+    return True
+
+
+def purge_idempotency_keys() -> int:
+    return db.session.execute(sa.delete(OrderIdempotencyKey).where(OrderIdempotencyKey.expires_at <= utcnow())).rowcount

@@ -1,0 +1,63 @@
+"""Orders-pool tasks: thin wrappers over `tasks.orders.actions`."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+
+from celery import shared_task
+from flask import current_app
+
+from models import OrderOutbox, db
+from tasks import outbox
+from tasks.orders import actions
+from tasks.retries import TASK_OPTIONS, transient_retries
+
+log = logging.getLogger(__name__)
+SWEEP_BATCH = 200
+MAX_SWEEP_BATCHES = 25
+
+
+@shared_task(name="orders.record_event", **TASK_OPTIONS)
+def record_event(self, event: dict) -> bool:
+    """Consume an order event (for now: record it); a redelivered event is recorded once."""
+    with transient_retries(self):
+        recorded = actions.record_event(event, consumer=self.name)
+    log.info("event %s %s %s", event["type"], event["event_id"], "recorded" if recorded else "already recorded")
+    return recorded
+
+
+@shared_task(name="orders.mark_paid", **TASK_OPTIONS)
+def mark_paid(self, order_uuid: str, payment_method: str, paid_at: str) -> bool:
+    with transient_retries(self):
+        paid = actions.mark_paid(uuid.UUID(order_uuid), payment_method, dt.datetime.fromisoformat(paid_at))
+        db.session.commit()
+    return paid
+
+
+@shared_task(name="orders.relay_outbox", **TASK_OPTIONS)
+def relay_outbox(self) -> int:
+    with transient_retries(self):
+        return outbox.relay(db.session, OrderOutbox)
+
+
+@shared_task(name="orders.expire_unpaid_orders", **TASK_OPTIONS)
+def expire_unpaid_orders(self) -> int:
+    settings = current_app.config["CFMP_SETTINGS"]
+    total = 0
+    with transient_retries(self):
+        for _ in range(MAX_SWEEP_BATCHES):  # bounded: the next beat run continues
+            cancelled = actions.expire_unpaid_orders(settings.order_payment_timeout, SWEEP_BATCH)
+            db.session.commit()
+            total += cancelled
+            if cancelled < SWEEP_BATCH:
+                break
+    return total
+
+
+@shared_task(name="orders.purge_idempotency_keys", **TASK_OPTIONS)
+def purge_idempotency_keys(self) -> int:
+    with transient_retries(self):
+        purged = actions.purge_idempotency_keys()
+        db.session.commit()
+    return purged

@@ -1,0 +1,98 @@
+"""Publishing outbox rows: right after the commit that wrote them, and by the beat relay for
+whatever that could not publish (the broker was down, the process died after commit).
+
+Each event becomes one task message per subscriber, with the task id `<event_id>:<task>`, so a
+re-publish is recognisably the same message; consumers still dedupe on the event id.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import sqlalchemy as sa
+from celery import current_app as default_celery
+from flask import current_app as flask_app
+from flask import has_app_context
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.outbox import OutboxMixin
+from tasks.events import subscribers
+
+log = logging.getLogger(__name__)
+RELAY_BATCH = 200
+# The relay leaves rows this young alone: their own request is most likely publishing them.
+RELAY_GRACE = dt.timedelta(seconds=2)
+_PENDING = "cfmp_outbox_pending"
+
+
+def _celery():
+    """The Celery app of the running Flask app (init_celery stores it), else the default one."""
+    if has_app_context() and "celery" in flask_app.extensions:
+        return flask_app.extensions["celery"]
+    return default_celery
+
+
+def publish(row: OutboxMixin) -> None:
+    """Send one task per subscriber; raises when the broker cannot take it."""
+    body = json.loads(row.payload)
+    celery = _celery()
+    for task_name in subscribers(row.event_type):
+        celery.send_task(task_name, args=[body], task_id=f"{row.event_id}:{task_name}", retry=False)
+
+
+def _mark_published(connection, model, ids: list[int]) -> None:
+    connection.execute(sa.update(model).where(model.id.in_(ids)).values(published_at=utcnow()))
+
+
+@event.listens_for(Session, "after_flush")
+def _collect(session: Session, _flush_context) -> None:
+    rows = [obj for obj in session.new if isinstance(obj, OutboxMixin)]
+    if rows:
+        session.info.setdefault(_PENDING, []).extend(rows)
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_committed(session: Session) -> None:
+    rows = session.info.pop(_PENDING, [])
+    by_model: dict[type, list[int]] = {}
+    for row in rows:
+        try:
+            publish(row)
+        except Exception as exc:  # the broker is away: the relay will publish it later
+            log.warning("outbox: %s %s left for the relay: %s", row.event_type, row.event_id, exc)
+            break  # keep order: later events wait for this one
+        by_model.setdefault(type(row), []).append(row.id)
+    for model, ids in by_model.items():
+        with session.get_bind(mapper=sa.inspect(model)).begin() as connection:
+            _mark_published(connection, model, ids)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def relay(session: Session, model: type[OutboxMixin], batch: int = RELAY_BATCH) -> int:
+    """Publish unpublished rows in id order; stop at the first failure so order is kept."""
+    rows = session.scalars(
+        sa.select(model)
+        .where(model.published_at.is_(None), model.created_at <= utcnow() - RELAY_GRACE)
+        .order_by(model.id).limit(batch)
+    ).all()
+    published = []
+    for row in rows:
+        try:
+            publish(row)
+        except Exception as exc:
+            log.warning("outbox relay: broker refused %s (%s); will retry", row.event_id, exc)
+            break
+        published.append(row.id)
+    if published:
+        session.execute(sa.update(model).where(model.id.in_(published)).values(published_at=utcnow(),
+                                                                              attempts=model.attempts + 1))
+        session.commit()
+        log.info("outbox relay: published %d %s event(s)", len(published), model.__tablename__)
+    return len(published)

@@ -1,0 +1,173 @@
+"""Fixtures every test tier shares: settings per database backend, a real Redis, and the running
+stack (order service and gateway over real HTTP on loopback)."""
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from common.settings import Settings
+from common.tokens import issue_token
+from models.migrate import upgrade
+from tests.support.client import Api
+from tests.support.servers import ServedApp, serve_in_thread
+
+TEST_SECRET = "test-secret-" + "0123456789abcdef" * 4  # 64+ bytes: HS512 forgeries need no shorter key
+DEFAULT_MYSQL_URL = "mysql+pymysql://cfmp_test:cfmp_test@127.0.0.1:3306/cfmp_test"
+BINDS = ("orders", "payments", "notifications")
+
+
+def _mysql_url() -> str | None:
+    """TEST_MYSQL_URL, or the scratch database `.ci/run` creates when it is reachable here."""
+    url = os.environ.get("TEST_MYSQL_URL")
+    if url:
+        return url
+    engine = sa.create_engine(DEFAULT_MYSQL_URL, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect():
+            return DEFAULT_MYSQL_URL
+    except sa.exc.OperationalError:
+        return None
+    finally:
+        engine.dispose()
+
+
+MYSQL_URL = _mysql_url()
+
+
+@contextmanager
+def scratch_mysql(base_url: str):
+    """A database of its own for this test run (`<name>_<random>`), dropped afterwards, so two
+    runs sharing one MariaDB never see each other's tables."""
+    url = make_url(base_url)
+    name = f"{url.database}_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    from common.localredis import ensure_redis
+
+    local = ensure_redis(Settings(env="test"))
+    yield local.url
+    local.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def backend(request) -> str:
+    if request.param == "mysql" and MYSQL_URL is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test on MariaDB: set TEST_MYSQL_URL (.ci/run does)")
+        pytest.skip("no MariaDB here: set TEST_MYSQL_URL to run the MariaDB half")
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def database_urls(backend, tmp_path_factory):
+    if backend == "mysql":
+        with scratch_mysql(MYSQL_URL) as url:
+            yield {bind: url for bind in BINDS}  # table names are unique across binds
+    else:
+        root = tmp_path_factory.mktemp("sqlite")
+        yield {bind: f"sqlite:///{root / bind}.db" for bind in BINDS}
+
+
+@pytest.fixture(scope="session")
+def settings(backend, database_urls, redis_url, tmp_path_factory) -> Settings:
+    root = tmp_path_factory.mktemp(f"cfmp-{backend}")
+    urls = database_urls
+    settings = Settings(
+        env="test", database_urls=urls, broker_url=redis_url, result_backend=redis_url,
+        celery_key_prefix=f"cfmp-test-{uuid.uuid4().hex[:12]}:",
+        jwt_secret=TEST_SECRET, log_dir=str(root / "logs"), var_dir=str(root / "var"),
+    )
+    upgrade(settings)
+    return settings
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    orders_app: object
+    orders: ServedApp
+    gateway: ServedApp
+
+    def api(self, token: str | None = None) -> Api:
+        """A client of the gateway, as REST clients use the system."""
+        return Api(self.gateway.url, token)
+
+    def direct(self, token: str | None = None) -> Api:
+        """A client of the order service's own port, bypassing the gateway."""
+        return Api(self.orders.url, token)
+
+    def truncate(self) -> None:
+        from models.base import db
+
+        with self.orders_app.app_context():
+            for bind in self.orders_app.config["CFMP_BINDS"]:
+                with db.engines[bind].begin() as connection:
+                    for table in reversed(db.metadatas[bind].sorted_tables):
+                        connection.execute(table.delete())
+
+
+@pytest.fixture(scope="session")
+def running(settings):
+    from api.orders import create_app
+    from gateway import create_app as create_gateway
+
+    orders_app = create_app(settings)
+    orders = serve_in_thread(orders_app)
+    gateway = serve_in_thread(create_gateway(settings.replace(upstreams={**settings.upstreams, "orders": orders.url})))
+    yield Stack(settings, orders_app, orders, gateway)
+    gateway.stop()
+    orders.stop()
+
+
+@pytest.fixture
+def stack(running):
+    """The running system, emptied after the test."""
+    yield running
+    running.truncate()
+
+
+@dataclass(frozen=True)
+class User:
+    uuid: uuid.UUID
+    token: str
+
+
+@pytest.fixture
+def make_user(settings):
+    def make(role: str = "user") -> User:
+        user_uuid = uuid.uuid4()
+        return User(user_uuid, issue_token(settings, user_uuid, role=role))
+
+    return make
+
+
+@pytest.fixture
+def buyer(make_user) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def seller(make_user) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def stranger(make_user) -> User:
+    return make_user()

@@ -18,7 +18,7 @@ DEV_JWT_SECRET = "cfmp-development-secret-do-not-use-in-production-" + "0" * 16 
 SERVICES = ("orders", "payments", "notifications")
 # The env-var stem of each service's database settings, as the seed named them.
 DB_PREFIX = {"orders": "ORDER", "payments": "PAYMENT", "notifications": "NOTIFICATION"}
-DEFAULT_PORTS = {"orders": 8001, "payments": 8002, "notifications": 8004, "gateway": 9080}
+DEFAULT_PORTS = {"orders": 8001, "payments": 8002, "notifications": 8004, "gateway": 9080, "flower": 5555}
 ENVIRONMENTS = ("development", "test", "production")
 
 
@@ -196,7 +196,7 @@ class Settings:
             ),
             celery_key_prefix=env.get("CELERY_KEY_PREFIX", ""),
             uses_embedded_broker=not broker,
-            broker_visibility_timeout=_int("BROKER_VISIBILITY_TIMEOUT", env.get("BROKER_VISIBILITY_TIMEOUT", "3600"), 60),
+            broker_visibility_timeout=_int("BROKER_VISIBILITY_TIMEOUT", env.get("BROKER_VISIBILITY_TIMEOUT", "3600"), 3),
             order_sweep_interval=_int(
                 "ORDER_SWEEP_INTERVAL", env.get("ORDER_SWEEP_INTERVAL", "5" if mode == "development" else "30"), 1
             ),

@@ -11,20 +11,28 @@ from tasks.errors import TransientError
 
 MAX_RETRIES = 5
 BASE_DELAY = 1.0
-MAX_DELAY = 600.0  # celeryconfig.MAX_COUNTDOWN: the broker visibility timeout must exceed it
 RETRYABLE = (TransientError, OperationalError)
 
 # Options of every @shared_task: at-least-once delivery, so every task is idempotent.
 TASK_OPTIONS = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "max_retries": MAX_RETRIES}
 
 
-def backoff_delay(retries: int, base: float = BASE_DELAY) -> float:
+def max_countdown(visibility_timeout: float) -> float:
+    """The longest countdown a task may use: half the broker's visibility timeout, at most 10 min.
+
+    Redis hands a message nobody acknowledged within the visibility timeout to another worker; a
+    countdown waits unacknowledged, so a longer one would run twice (reference §2.2).
+    """
+    return min(600.0, visibility_timeout / 2)
+
+
+def backoff_delay(retries: int, base: float = BASE_DELAY, cap: float = 600.0) -> float:
     """Exponential backoff with "equal jitter": between half and all of base·2ⁿ, capped.
 
     The jitter spreads a burst of retries apart, and keeping the lower half means the n-th delay is
     never shorter than the (n-1)-th: the delays grow, as operators expect.
     """
-    ceiling = min(MAX_DELAY, base * 2**retries)
+    ceiling = min(cap, base * 2**retries)
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
@@ -37,4 +45,6 @@ def transient_retries(task, base: float = BASE_DELAY):
     try:
         yield
     except RETRYABLE as exc:
-        raise task.retry(exc=exc, countdown=backoff_delay(task.request.retries, base)) from exc
+        visibility = task.app.conf.broker_transport_options.get("visibility_timeout", 3600)
+        delay = backoff_delay(task.request.retries, base, cap=max_countdown(visibility))
+        raise task.retry(exc=exc, countdown=delay) from exc

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
+import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
@@ -15,7 +16,7 @@ from common.settings import Settings
 from common.tokens import issue_token
 from models.migrate import upgrade
 from tests.support.client import Api
-from tests.support.servers import ServedApp, serve_in_thread
+from tests.support.servers import ServedApp, close_celery, serve_in_thread
 
 TEST_SECRET = "test-secret-" + "0123456789abcdef" * 4  # 64+ bytes: HS512 forgeries need no shorter key
 DEFAULT_MYSQL_URL = "mysql+pymysql://cfmp_test:cfmp_test@127.0.0.1:3306/cfmp_test"
@@ -95,7 +96,18 @@ def settings(backend, database_urls, redis_url, tmp_path_factory) -> Settings:
         jwt_secret=TEST_SECRET, log_dir=str(root / "logs"), var_dir=str(root / "var"),
     )
     upgrade(settings)
-    return settings
+    yield settings
+    drop_keys(settings.broker_url, settings.celery_key_prefix)
+
+
+def drop_keys(redis_url: str, prefix: str) -> None:
+    """Remove this run's broker and result keys from the shared Redis."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=f"{prefix}*", count=500):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 @dataclass
@@ -134,6 +146,7 @@ def running(settings):
     yield Stack(settings, orders_app, orders, gateway)
     gateway.stop()
     orders.stop()
+    close_celery(orders_app.extensions["celery"])
 
 
 @pytest.fixture
@@ -141,6 +154,34 @@ def stack(running):
     """The running system, emptied after the test."""
     yield running
     running.truncate()
+
+
+@pytest.fixture(scope="session")
+def worker_app(settings):
+    """The Flask app tasks run in, with its Celery app (the worker's configuration)."""
+    from workers import create_worker_app, init_celery
+
+    app = create_worker_app(settings)
+    init_celery(app)
+    return app
+
+
+@pytest.fixture(scope="session")
+def worker(worker_app):
+    """A real Celery worker (embedded, threads pool) consuming every queue on the real Redis.
+
+    Yields the Celery app: `worker.send_task(name, args)` goes through the broker to it.
+    """
+    from celery.contrib.testing.worker import start_worker
+
+    import tests.support.test_tasks  # noqa: F401  (registers the failure-policy test tasks)
+    from celeryconfig import QUEUES
+
+    celery = worker_app.extensions["celery"]
+    with start_worker(celery, pool="threads", concurrency=4, perform_ping_check=False,
+                      queues=[*QUEUES, "default"], shutdown_timeout=10):
+        yield celery
+    close_celery(celery)
 
 
 @dataclass(frozen=True)

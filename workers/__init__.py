@@ -24,7 +24,10 @@ FAIL_FAST_PUBLISHING = {"max_retries": 1, "interval_start": 0, "interval_step": 
                         "socket_connect_timeout": 2}
 
 
-def init_celery(flask_app: Flask, fail_fast_publishing: bool = False) -> Celery:
+def init_celery(flask_app: Flask, fail_fast_publishing: bool = False, default: bool = True) -> Celery:
+    """Bind a Celery app to `flask_app`. `default=False` for apps that only publish (the HTTP
+    services, which always use `flask_app.extensions["celery"]`): a worker looks tasks up through
+    the default app, so a service created in the same process must not take that place."""
     settings = flask_app.config["CFMP_SETTINGS"]
     task_cls = type("AppTask", (FlaskTask,), {"flask_app": flask_app})
     celery = Celery(flask_app.name, task_cls=task_cls)
@@ -32,7 +35,8 @@ def init_celery(flask_app: Flask, fail_fast_publishing: bool = False) -> Celery:
     if fail_fast_publishing:
         config["broker_transport_options"].update(FAIL_FAST_PUBLISHING)
     celery.config_from_object(config)
-    celery.set_default()
+    if default:
+        celery.set_default()
     flask_app.extensions["celery"] = celery
     return celery
 

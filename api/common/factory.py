@@ -57,7 +57,7 @@ def build_app(service: str, binds: tuple[str, ...], blueprints, settings: Settin
     # Behind the gateway: pagination links use the host and scheme the client used.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
     db.init_app(app)
-    init_celery(app, fail_fast_publishing=True)
+    init_celery(app, fail_fast_publishing=True, default=False)
     register_error_handlers(app)
     app.before_request(_begin_request)
     app.before_request(authenticate_request)

@@ -11,10 +11,13 @@ from typing import Any
 import click
 
 from common.cli.db import db
+from common.cli.dead_letters import dead_letters
 from common.cli.errors import configuration_error
+from common.cli.flower import flower
 from common.cli.servers import gateway, serve
 from common.cli.tokens import token
 from common.cli.up import up
+from common.cli.worker import beat, worker
 from common.settings import Settings, SettingsError
 
 
@@ -35,5 +38,5 @@ def main(ctx: click.Context) -> None:
     ctx.obj = Settings.from_env()
 
 
-for command in (serve, gateway, db, token, up):
+for command in (serve, gateway, worker, beat, flower, db, dead_letters, token, up):
     main.add_command(command)

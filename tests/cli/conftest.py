@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from .procs import CliProcess
 
@@ -31,3 +33,17 @@ def spawn_cli(tmp_path: Path, cli_env: dict[str, str]) -> Iterator[Callable[...,
     for process in started:
         if not process.closed:
             process.close()
+
+
+@pytest.fixture
+def key_prefix(redis_url: str) -> Iterator[str]:
+    """A CELERY_KEY_PREFIX of this test's own, its keys deleted afterwards (kombu's bindings never
+    expire). Request it before `spawn_cli`, so the processes are gone before the keys are."""
+    prefix = f"cfmp-test-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=f"{prefix}*", count=500):
+            client.delete(key)
+    finally:
+        client.close()

@@ -1,6 +1,7 @@
 """Run `cfmp` as a real process and read its output: what a parent such as `cfmp up` relies on."""
 from __future__ import annotations
 
+import base64
 import os
 import queue
 import re
@@ -9,16 +10,33 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def get_status(url: str) -> int:
     """GET on loopback, never through a proxy named in the environment."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=5) as response:
+    with _DIRECT.open(url, timeout=5) as response:
         return response.status
+
+
+def http(url: str, method: str = "GET", basic_auth: str | None = None,
+         timeout: float = 10) -> tuple[int, bytes]:
+    """Status and body of one request on loopback, error statuses included (401, 403...)."""
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if basic_auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(basic_auth.encode()).decode())
+    try:
+        with _DIRECT.open(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read()
 
 
 def group_members(pgids: set[int]) -> list[int]:

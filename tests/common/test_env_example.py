@@ -13,7 +13,7 @@ def test_env_example_lists_every_key():
     read |= set(re.findall(r'\("[a-z]+", "([A-Z_]+_URL)"\)', source))  # the upstream URL table
     read |= {f"{stem}_DB_{part}" for stem in ("ORDER", "PAYMENT", "NOTIFICATION")
              for part in ("HOST", "PORT", "NAME", "USER", "PASSWORD", "URL")}
-    read |= {f"{name}_PORT" for name in ("ORDERS", "PAYMENTS", "NOTIFICATIONS", "GATEWAY")}
+    read |= {f"{name}_PORT" for name in ("ORDERS", "PAYMENTS", "NOTIFICATIONS", "GATEWAY", "FLOWER")}
     documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read - documented == set(), "undocumented keys"
     assert documented - read == set(), "documented keys nobody reads"

@@ -15,7 +15,7 @@ def test_embedded_defaults():
     assert settings.env == "development"
     assert settings.database_urls["orders"] == "sqlite:////srv/var/orders.db"
     assert settings.broker_url == "redis://127.0.0.1:6379/0" and settings.uses_embedded_broker
-    assert settings.ports == {"orders": 8001, "payments": 8002, "notifications": 8004, "gateway": 9080}
+    assert settings.ports == {"orders": 8001, "payments": 8002, "notifications": 8004, "gateway": 9080, "flower": 5555}
     assert settings.upstreams["orders"] == "http://127.0.0.1:8001"
     assert settings.jwt_secret == DEV_JWT_SECRET and settings.nacos_server is None
 

@@ -1,6 +1,7 @@
 """Real HTTP servers on loopback for tests: a WSGI app served by werkzeug in a thread."""
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 from dataclasses import dataclass
@@ -46,3 +47,20 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def close_celery(celery) -> None:
+    """Close what a Celery app holds open (broker pools, the result backend's pub/sub and client),
+    instead of leaving the sockets to the garbage collector."""
+    gc.collect()  # finalize dead AsyncResults now: they unsubscribe through the open pub/sub
+    backend = celery.backend
+    consumer = getattr(backend, "result_consumer", None)
+    if consumer is not None:
+        consumer.stop()
+        # AsyncResult.__del__ unsubscribes through this pub/sub and would reconnect a closed one,
+        # leaking a socket; without it there is nothing to unsubscribe from.
+        consumer._pubsub = None
+    client = getattr(backend, "client", None)
+    if client is not None:
+        client.connection_pool.disconnect()
+    celery.close()

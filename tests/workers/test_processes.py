@@ -1,0 +1,168 @@
+"""The Celery processes as operators start them: `cfmp worker`, `cfmp beat`, `cfmp flower`,
+`cfmp dead-letters`, each a real process on the real Redis, under a key prefix of its own."""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+import celeryconfig
+from common.settings import Settings
+from tests.cli.conftest import cli_env, key_prefix, spawn_cli  # noqa: F401  (the `cfmp` process fixtures)
+from tests.cli.procs import CliProcess, group_members, http
+from tests.support.waiting import wait_for
+from workers.pools import POOLS, worker_argv
+
+# Before any process starts, so its keys are deleted only after the processes are gone.
+pytestmark = pytest.mark.usefixtures("key_prefix")
+
+FLOWER_AUTH = "ops:flower-test-password"
+PRODUCTION = {
+    "ENV": "production", "JWT_SECRET": "s" * 64, "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+    **{f"{stem}_DB_URL": "sqlite:///unused.db" for stem in ("ORDER", "PAYMENT", "NOTIFICATION")},
+}
+
+
+@pytest.fixture
+def env(cli_env: dict[str, str], redis_url: str, key_prefix: str) -> dict[str, str]:
+    """Development settings on the test Redis under this test's key prefix; beat intervals of 1 s."""
+    env = {key: value for key, value in cli_env.items() if not key.startswith(("FLOWER_", "CELERY_"))}
+    return {**env, "ENV": "development", "CELERY_BROKER_URL": redis_url, "CELERY_RESULT_BACKEND": redis_url,
+            "CELERY_KEY_PREFIX": key_prefix, "OUTBOX_RELAY_INTERVAL": "1", "ORDER_SWEEP_INTERVAL": "1",
+            "LOG_LEVEL": "INFO"}
+
+
+@pytest.fixture
+def client(env: dict[str, str]) -> Iterator[Celery]:
+    """A Celery app on the same broker, result backend and prefix as the processes: a producer."""
+    app = Celery("cfmp-test-client", set_as_current=False)
+    app.config_from_object(celeryconfig.from_settings(Settings.from_env(env, dotenv_path=None)))
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def migrated(spawn_cli, env: dict[str, str]) -> dict[str, str]:
+    """The same environment, with the schema the tasks need (`cfmp db upgrade`, like an operator)."""
+    upgrade = spawn_cli("db", "upgrade", env=env)
+    assert upgrade.wait(timeout=60) == 0, upgrade.transcript()
+    return env
+
+
+def stop(process: CliProcess, timeout: float = 20) -> None:
+    """SIGTERM, then: exit code 0 and nothing left of its process group (prefork children included)."""
+    assert process.stop(timeout=timeout) == 0, process.transcript()
+    assert group_members({process.popen.pid}) == []
+
+
+def test_pool_definitions_match_the_queues_and_the_design():
+    assert [queue for pool in POOLS.values() for queue in pool.queues] == list(celeryconfig.QUEUES)
+    assert {name: pool.service for name, pool in POOLS.items()} == {
+        "orders": "OrderWorkerPool", "payments": "PaymentWorkerPool",
+        "risk": "RiskWorkerPool", "notifications": "NotificationWorkerPool"}
+    argv = worker_argv(POOLS["notifications"], concurrency=3)
+    assert argv[:5] == ["worker", "--queues", "notifications", "--hostname", "notifications@%h"]
+    assert argv[argv.index("--pool") + 1] == "threads" and argv[argv.index("--concurrency") + 1] == "3"
+    assert "--task-events" in argv
+    with pytest.raises(ValueError, match="pool type"):
+        worker_argv(POOLS["orders"], pool_type="gevent")
+
+
+def test_an_unknown_pool_is_one_line_and_exit_2(spawn_cli, env):
+    process = spawn_cli("worker", "shipping", env=env)
+
+    assert process.wait(timeout=30) == 2
+    assert process.stderr == [
+        "cfmp: unknown pool 'shipping' (available: orders, payments, risk, notifications)\n"]
+
+
+def test_flower_outside_development_refuses_to_start_without_basic_auth(spawn_cli, env):
+    process = spawn_cli("flower", "--port", "0", env={**env, **PRODUCTION})
+
+    assert process.wait(timeout=30) == 2
+    assert len(process.stderr) == 1 and "FLOWER_BASIC_AUTH" in process.stderr[0], process.transcript()
+    assert process.stdout == []
+
+
+@pytest.mark.slow
+def test_a_worker_consumes_its_queue_records_dead_letters_and_stops_on_sigterm(spawn_cli, migrated, client,
+                                                                              tmp_path: Path):
+    worker = spawn_cli("worker", "orders", env=migrated)
+
+    done = client.send_task("orders.purge_idempotency_keys")
+    assert done.get(timeout=60) == 0
+    failed = client.send_task("orders.mark_paid", args=["not-a-uuid", "sandbox", "2026-01-01T00:00:00+00:00"])
+    with pytest.raises(ValueError, match="badly formed hexadecimal UUID string"):
+        failed.get(timeout=30)
+
+    # A warm shutdown lets the task finish; its dead letter is written after its result (on_failure).
+    stop(worker)
+    log = (tmp_path / "logs" / "worker-orders.log").read_text()
+    assert done.id in log and "orders@" in log
+
+    listing = spawn_cli("dead-letters", "--domain", "orders", env=migrated)
+    assert listing.wait(timeout=30) == 0, listing.transcript()
+    header, line = listing.stdout
+    assert header.split() == ["failed", "at", "(UTC)", "task", "task", "id", "retries", "error"]
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    assert re.match(rf"^{when}  orders\.mark_paid  {failed.id}  0 +ValueError\(", line)
+    assert header.index("task id") == line.index(failed.id)  # aligned columns
+
+
+@pytest.mark.slow
+def test_flower_shows_the_four_pools_and_their_queues_behind_basic_auth(spawn_cli, env):
+    env = {**env, "FLOWER_BASIC_AUTH": FLOWER_AUTH}
+    for name in POOLS:
+        spawn_cli("worker", name, env=env)
+    flower = spawn_cli("flower", "--port", "0", env=env)
+    url = flower.wait_for_line(r"^listening on (http://\S+)$", timeout=60).group(1)
+
+    assert http(f"{url}/api/workers")[0] == 401
+    assert http(f"{url}/api/workers", basic_auth="ops:wrong")[0] == 401
+
+    def workers() -> dict:
+        status, body = http(f"{url}/api/workers?refresh=1", basic_auth=FLOWER_AUTH)
+        assert status == 200, body
+        found = json.loads(body)
+        return found if len(found) == len(POOLS) else {}
+
+    found = wait_for(workers, timeout=60, interval=0.5, what="four workers in Flower")
+    assert {name.partition("@")[0] for name in found} == set(POOLS)
+    assert {name.partition("@")[0]: [queue["name"] for queue in info["active_queues"]]
+            for name, info in found.items()} == {name: list(pool.queues) for name, pool in POOLS.items()}
+    status, body = http(f"{url}/api/queues/length", basic_auth=FLOWER_AUTH)
+    assert status == 200
+    assert sorted(queue["name"] for queue in json.loads(body)["active_queues"]) == sorted(celeryconfig.QUEUES)
+    orders_node = next(name for name in found if name.startswith("orders@"))
+    status, body = http(f"{url}/api/worker/shutdown/{orders_node}", method="POST", basic_auth=FLOWER_AUTH)
+    assert (status, b"Read only" in body) == (403, True)  # read-only by default
+    stop(flower)
+
+
+@pytest.mark.slow
+def test_beat_publishes_the_periodic_sweeps_and_is_the_only_beat(spawn_cli, env, client, tmp_path: Path):
+    beat = spawn_cli("beat", env=env)
+    seen: dict[str, dict] = {}
+
+    with client.connection_for_read() as connection, connection.SimpleQueue("orders", no_ack=True) as queue:
+        def published() -> bool:
+            try:
+                message = queue.get(timeout=0.5)
+            except queue.Empty:
+                return False
+            seen.setdefault(message.headers["task"], message.headers)
+            return {"orders.relay_outbox", "orders.expire_unpaid_orders"} <= set(seen)
+
+        wait_for(published, timeout=45, interval=0, what="beat's periodic tasks in the orders queue")
+    assert all(headers["expires"] for headers in seen.values())  # a backlog runs once, not N times
+
+    second = spawn_cli("beat", env=env)
+    assert second.wait(timeout=30) != 0
+    assert "celerybeat.pid" in "".join(second.stdout + second.stderr)
+
+    stop(beat)
+    assert not (tmp_path / "var" / "celerybeat.pid").exists()

@@ -112,41 +112,54 @@ def drop_keys(redis_url: str, prefix: str) -> None:
 
 @dataclass
 class Stack:
+    """Every registered service (common/cli/apps.py) and the gateway, served over real HTTP."""
+
     settings: Settings
-    orders_app: object
-    orders: ServedApp
+    apps: dict
+    services: dict[str, ServedApp]
     gateway: ServedApp
+
+    @property
+    def orders_app(self):
+        return self.apps["orders"]
+
+    @property
+    def orders(self) -> ServedApp:
+        return self.services["orders"]
 
     def api(self, token: str | None = None) -> Api:
         """A client of the gateway, as REST clients use the system."""
         return Api(self.gateway.url, token)
 
-    def direct(self, token: str | None = None) -> Api:
-        """A client of the order service's own port, bypassing the gateway."""
-        return Api(self.orders.url, token)
+    def direct(self, token: str | None = None, service: str = "orders") -> Api:
+        """A client of one service's own port, bypassing the gateway."""
+        return Api(self.services[service].url, token)
 
     def truncate(self) -> None:
         from models.base import db
 
-        with self.orders_app.app_context():
-            for bind in self.orders_app.config["CFMP_BINDS"]:
-                with db.engines[bind].begin() as connection:
-                    for table in reversed(db.metadatas[bind].sorted_tables):
-                        connection.execute(table.delete())
+        for app in self.apps.values():
+            with app.app_context():
+                for bind in app.config["CFMP_BINDS"]:
+                    with db.engines[bind].begin() as connection:
+                        for table in reversed(db.metadatas[bind].sorted_tables):
+                            connection.execute(table.delete())
 
 
 @pytest.fixture(scope="session")
 def running(settings):
-    from api.orders import create_app
+    from common.cli.apps import load_factory, registered_services, service_app
     from gateway import create_app as create_gateway
 
-    orders_app = create_app(settings)
-    orders = serve_in_thread(orders_app)
-    gateway = serve_in_thread(create_gateway(settings.replace(upstreams={**settings.upstreams, "orders": orders.url})))
-    yield Stack(settings, orders_app, orders, gateway)
+    apps = {name: load_factory(service_app(name))(settings) for name in registered_services()}
+    services = {name: serve_in_thread(app) for name, app in apps.items()}
+    upstreams = {**settings.upstreams, **{name: served.url for name, served in services.items()}}
+    gateway = serve_in_thread(create_gateway(settings.replace(upstreams=upstreams)))
+    yield Stack(settings, apps, services, gateway)
     gateway.stop()
-    orders.stop()
-    close_celery(orders_app.extensions["celery"])
+    for name, served in services.items():
+        served.stop()
+        close_celery(apps[name].extensions["celery"])
 
 
 @pytest.fixture

@@ -54,11 +54,12 @@ def group_members(pgids: set[int]) -> list[int]:
 
 
 class CliProcess:
-    """`python -m common.cli ARGS` in a session of its own, stdout lines queued as they come."""
+    """`python -m common.cli ARGS` (or another module) in a session of its own, stdout lines queued
+    as they come."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path):
+    def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path, module: str = "common.cli"):
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "common.cli", *args], env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", module, *args], env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
         self.closed = False

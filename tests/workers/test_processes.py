@@ -4,53 +4,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from celery import Celery
 
 import celeryconfig
-from common.settings import Settings
-from tests.cli.conftest import cli_env, key_prefix, spawn_cli  # noqa: F401  (the `cfmp` process fixtures)
 from tests.cli.procs import CliProcess, group_members, http
 from tests.support.waiting import wait_for
 from workers.pools import POOLS, worker_argv
 
-# Before any process starts, so its keys are deleted only after the processes are gone.
-pytestmark = pytest.mark.usefixtures("key_prefix")
+pytestmark = pytest.mark.usefixtures("key_prefix")  # see tests/workers/conftest.py
 
 FLOWER_AUTH = "ops:flower-test-password"
 PRODUCTION = {
     "ENV": "production", "JWT_SECRET": "s" * 64, "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
     **{f"{stem}_DB_URL": "sqlite:///unused.db" for stem in ("ORDER", "PAYMENT", "NOTIFICATION")},
 }
-
-
-@pytest.fixture
-def env(cli_env: dict[str, str], redis_url: str, key_prefix: str) -> dict[str, str]:
-    """Development settings on the test Redis under this test's key prefix; beat intervals of 1 s."""
-    env = {key: value for key, value in cli_env.items() if not key.startswith(("FLOWER_", "CELERY_"))}
-    return {**env, "ENV": "development", "CELERY_BROKER_URL": redis_url, "CELERY_RESULT_BACKEND": redis_url,
-            "CELERY_KEY_PREFIX": key_prefix, "OUTBOX_RELAY_INTERVAL": "1", "ORDER_SWEEP_INTERVAL": "1",
-            "LOG_LEVEL": "INFO"}
-
-
-@pytest.fixture
-def client(env: dict[str, str]) -> Iterator[Celery]:
-    """A Celery app on the same broker, result backend and prefix as the processes: a producer."""
-    app = Celery("cfmp-test-client", set_as_current=False)
-    app.config_from_object(celeryconfig.from_settings(Settings.from_env(env, dotenv_path=None)))
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def migrated(spawn_cli, env: dict[str, str]) -> dict[str, str]:
-    """The same environment, with the schema the tasks need (`cfmp db upgrade`, like an operator)."""
-    upgrade = spawn_cli("db", "upgrade", env=env)
-    assert upgrade.wait(timeout=60) == 0, upgrade.transcript()
-    return env
 
 
 def stop(process: CliProcess, timeout: float = 20) -> None:

@@ -40,7 +40,10 @@ def publish(row: OutboxMixin) -> None:
     body = json.loads(row.payload)
     celery = _celery()
     for task_name in subscribers(row.event_type):
-        celery.send_task(task_name, args=[body], task_id=f"{row.event_id}:{task_name}", retry=False)
+        # ignore_result: consumers record their outcome in their inbox; a publisher that asked for
+        # results would subscribe to each one (a Redis pub/sub connection per publishing thread).
+        celery.send_task(task_name, args=[body], task_id=f"{row.event_id}:{task_name}", retry=False,
+                         ignore_result=True)
 
 
 def _mark_published(connection, model, ids: list[int]) -> None:

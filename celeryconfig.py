@@ -28,7 +28,7 @@ def from_settings(settings: Settings) -> dict:
         },
         "result_backend_transport_options": {"visibility_timeout": visibility, **keys},
         "broker_connection_retry_on_startup": True,
-        "imports": ("tasks.orders.tasks",),
+        "imports": ("tasks.orders.tasks", "tasks.notifications.tasks", "tasks.payments.tasks", "tasks.risk.tasks"),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -64,6 +64,10 @@ def periodic_tasks(settings: Settings) -> dict:
         "orders.relay_outbox": settings.outbox_relay_interval,
         "orders.expire_unpaid_orders": settings.order_sweep_interval,
         "orders.purge_idempotency_keys": 3600,
+        "payments.relay_outbox": settings.outbox_relay_interval,
+        "payments.expire_pending_payments": settings.payment_sweep_interval,
+        "payments.redrive_stalled_payments": settings.payment_sweep_interval,
+        "notifications.retry_due_deliveries": 30,
     }
     return {name: {"task": name, "schedule": float(every), "options": {"expires": float(every)}}
             for name, every in entries.items()}

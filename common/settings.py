@@ -15,6 +15,7 @@ from urllib.parse import quote
 from dotenv import dotenv_values
 
 DEV_JWT_SECRET = "cfmp-development-secret-do-not-use-in-production-" + "0" * 16  # 64 bytes: fits HS512
+DEV_SANDBOX_SECRET = "cfmp-sandbox-provider-secret-development-only"
 SERVICES = ("orders", "payments", "notifications")
 # The env-var stem of each service's database settings, as the seed named them.
 DB_PREFIX = {"orders": "ORDER", "payments": "PAYMENT", "notifications": "NOTIFICATION"}
@@ -130,10 +131,30 @@ class Settings:
     # Domain.
     order_payment_timeout: int = 1800
     idempotency_ttl: int = 86400
+    # Payments: seconds a payment may stay pending, beat interval of the payment sweeps, seconds
+    # before a payment still pending is re-driven, where providers send callbacks, and the sandbox
+    # provider's callback secret and delay.
+    payment_expiry: int = 900
+    payment_sweep_interval: int = 30
+    payment_redrive_after: int = 60
+    payment_callback_base_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['gateway']}"
+    sandbox_secret: str = DEV_SANDBOX_SECRET
+    sandbox_callback_delay: float = 1.0
+    # Notifications: the SMTP relay of the email channel (no host = email is not configured, such
+    # deliveries go dead at once) and the base delay, in seconds, of the delivery retry backoff.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_from: str = "CFMP <no-reply@cfmp.local>"
+    notification_retry_base: float = 10.0
     # Operations.
     log_dir: str = "logs"
     log_level: str = "INFO"
     flower_basic_auth: str | None = None
+    # Path Flower is served under when a proxy (APISIX's /flower route) fronts it; "" = the root.
+    flower_url_prefix: str = ""
     var_dir: str = "var"
 
     @classmethod
@@ -217,9 +238,26 @@ class Settings:
             gateway_read_timeout=_float("GATEWAY_READ_TIMEOUT", env.get("GATEWAY_READ_TIMEOUT", "15")),
             order_payment_timeout=_int("ORDER_PAYMENT_TIMEOUT", env.get("ORDER_PAYMENT_TIMEOUT", "1800"), 1),
             idempotency_ttl=_int("IDEMPOTENCY_TTL", env.get("IDEMPOTENCY_TTL", "86400"), 60),
+            payment_expiry=_int("PAYMENT_EXPIRY", env.get("PAYMENT_EXPIRY", "900"), 1),
+            payment_sweep_interval=_int(
+                "PAYMENT_SWEEP_INTERVAL", env.get("PAYMENT_SWEEP_INTERVAL", "5" if mode == "development" else "30"), 1
+            ),
+            payment_redrive_after=_int("PAYMENT_REDRIVE_AFTER", env.get("PAYMENT_REDRIVE_AFTER", "60"), 1),
+            payment_callback_base_url=_url("PAYMENT_CALLBACK_BASE_URL", env.get(
+                "PAYMENT_CALLBACK_BASE_URL", f"http://127.0.0.1:{ports['gateway']}"), ("http", "https")).rstrip("/"),
+            sandbox_secret=env.get("SANDBOX_SECRET", DEV_SANDBOX_SECRET),
+            sandbox_callback_delay=_float("SANDBOX_CALLBACK_DELAY", env.get("SANDBOX_CALLBACK_DELAY", "1")),
+            smtp_host=env.get("SMTP_HOST", "").strip() or None,
+            smtp_port=_int("SMTP_PORT", env.get("SMTP_PORT", "25"), 1, 65535),
+            smtp_user=env.get("SMTP_USER") or None,
+            smtp_password=env.get("SMTP_PASSWORD") or None,
+            smtp_starttls=_bool("SMTP_STARTTLS", env.get("SMTP_STARTTLS", "false")),
+            smtp_from=env.get("SMTP_FROM", cls.smtp_from),
+            notification_retry_base=_float("NOTIFICATION_RETRY_BASE", env.get("NOTIFICATION_RETRY_BASE", "10")),
             log_dir=env.get("LOG_DIR", "logs") or "logs",
             log_level=level,
             flower_basic_auth=flower_auth,
+            flower_url_prefix=env.get("FLOWER_URL_PREFIX", "").strip("/"),
             var_dir=str(var_dir),
         )
         if mode == "production" and embedded:

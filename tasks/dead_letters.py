@@ -7,11 +7,12 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from models import OrderDeadLetter, db
+from models import NotificationDeadLetter, OrderDeadLetter, PaymentDeadLetter, RiskDeadLetter, db
 
 log = logging.getLogger(__name__)
 # Task-name prefix → the dead-letter table of that domain's database.
-TABLES = {"orders": OrderDeadLetter}
+TABLES = {"orders": OrderDeadLetter, "notifications": NotificationDeadLetter, "payments": PaymentDeadLetter,
+          "risk": RiskDeadLetter}
 
 
 def record(task_name: str, task_id: str, args, kwargs, error: BaseException, retries: int) -> None:

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
-    "order.": ("orders.record_event",),
+    "order.": ("orders.record_event", "notifications.fanout_event"),
+    # Payment workflow kick-offs, written with the change that causes them (never notified).
+    "payment_workflow.start": ("payments.start_workflow",),
+    "payment_workflow.charge": ("payments.charge",),
+    "payment_workflow.capture": ("payments.start_capture",),
 }
 
 

@@ -26,6 +26,10 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not allowed")
 
 
+class EmptySchema(Schema):
+    """A body that must be empty or `{}` (action endpoints): anything else is 422, not ignored."""
+
+
 def load_body(schema: Schema) -> dict:
     payload = parse_json(request.get_data(cache=True))
     if not isinstance(payload, dict):

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from api.common.body import EmptySchema
 from api.common.fields import Money, StrictInteger, Text
 from api.common.pagination import PageQuerySchema
 from models import OrderStatus
@@ -44,10 +45,6 @@ class OrderCreateSchema(Schema):
 
 class OrderCancelSchema(Schema):
     reason = Text(load_default="", validate=validate.Length(max=255))
-
-
-class EmptySchema(Schema):
-    """A body that must be empty or `{}`."""
 
 
 class OrderItemSchema(Schema):

@@ -18,6 +18,8 @@ AppFactory = Callable[[Settings], Flask]
 # One line per service, in DESIGN.md §3's order; a service joins `cfmp serve` and `cfmp up` here.
 SERVICE_APPS: dict[str, str] = {
     "orders": "api.orders:create_app",
+    "payments": "api.payments:create_app",
+    "notifications": "api.notifications:create_app",
 }
 GATEWAY_APP = "gateway:create_app"
 

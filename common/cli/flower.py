@@ -49,10 +49,11 @@ def flower_credentials(settings: Settings) -> tuple[str, bool]:
     return f"{GENERATED_USER}:{secrets.token_urlsafe(12)}", True
 
 
-def flower_argv(address: str, port: int, read_only: bool, loglevel: str = "INFO") -> list[str]:
+def flower_argv(address: str, port: int, read_only: bool, loglevel: str = "INFO", url_prefix: str = "") -> list[str]:
     """Flower's own (tornado-style) options; `--logging` because tornado sets the root level."""
+    prefix = [f"--url_prefix={url_prefix}"] if url_prefix else []
     return ["flower", f"--address={address}", f"--port={port}", f"--read_only={read_only}",
-            f"--logging={loglevel.lower()}", *MEMORY_LIMITS]
+            f"--logging={loglevel.lower()}", *prefix, *MEMORY_LIMITS]
 
 
 def _answers(url: str) -> bool:
@@ -80,13 +81,14 @@ def ensure_can_listen(address: str, port: int) -> None:
         raise CannotListen(f"cannot listen on {address or '*'}:{port}: {exc.strerror or exc}") from None
 
 
-def announce_when_listening(address: str, port: int) -> threading.Thread:
+def announce_when_listening(address: str, port: int, url_prefix: str = "") -> threading.Thread:
     """Print the `listening on` line once /healthcheck answers, as `cfmp serve` does once bound:
     Flower itself only logs a banner. Polls for as long as the process lives (a daemon thread)."""
     host = "127.0.0.1" if address in ("", "0.0.0.0") else address
+    healthcheck = f"/{url_prefix}/healthcheck" if url_prefix else "/healthcheck"
 
     def wait() -> None:
-        while not _answers(url_for_address(host, port) + "/healthcheck"):
+        while not _answers(url_for_address(host, port) + healthcheck):
             time.sleep(0.1)
         announce("flower", host, port)
 
@@ -114,5 +116,6 @@ def flower(settings: Settings, address: str, port: int | None, read_only: bool) 
     os.environ["FLOWER_BASIC_AUTH"] = credentials
     # Flower parses tornado's options; our handlers must be in place first, or tornado adds its own.
     configure_logging("flower", settings)
-    announce_when_listening(address, port)
-    sys.exit(run_celery("flower", flower_argv(address, port, read_only, settings.log_level)))
+    announce_when_listening(address, port, settings.flower_url_prefix)
+    argv = flower_argv(address, port, read_only, settings.log_level, settings.flower_url_prefix)
+    sys.exit(run_celery("flower", argv))

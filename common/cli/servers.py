@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from common.cli.apisix import render_apisix
 from common.cli.apps import GATEWAY_APP, load_factory, service_app
 from common.logging import configure_logging
 from common.serve import ServeOptions, run
@@ -52,3 +53,6 @@ def gateway(ctx: click.Context, **options: Any) -> None:
     """Run the JWT gateway, the single entry for REST clients."""
     if ctx.invoked_subcommand is None:
         serve_app(ctx.obj, "gateway", GATEWAY_APP, **options)
+
+
+gateway.add_command(render_apisix)

@@ -83,15 +83,23 @@ def complete_order(order: Order, actor: str, request_id: str = "") -> Order:
 
 
 def mark_paid(order_uuid: uuid.UUID, payment_method: str, paid_at, actor: str = SYSTEM_ACTOR) -> bool:
-    """pending_payment → paid; False when the order is no longer payable (e.g. the sweep won)."""
+    """pending_payment → paid; False when the order is no longer payable (e.g. the sweep won).
+
+    An order paid before answers True: the payments database lets at most one payment per order
+    succeed, so this is a re-run of the same capture (redelivered or re-driven) and must not read
+    as "the order could not be paid, refund the money".
+    """
     order = db.session.scalars(sa.select(Order).where(Order.order_uuid == order_uuid)).first()
-    if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
+    if order is None:
         return False
+    if order.status is not OrderStatus.PENDING_PAYMENT:
+        return order.payment_time is not None
     try:
         order.transition(OrderStatus.PAID, payment_method=payment_method, payment_time=paid_at)
     except IllegalTransition:
-        return False
+        return order.payment_time is not None
     _record(order, actor, OrderStatus.PENDING_PAYMENT, "", "")
+    log.info("order %s paid (%s)", order_uuid, payment_method)
     return True
 
 

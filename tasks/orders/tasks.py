@@ -23,7 +23,8 @@ def record_event(self, event: dict) -> bool:
     """Consume an order event (for now: record it); a redelivered event is recorded once."""
     with transient_retries(self):
         recorded = actions.record_event(event, consumer=self.name)
-    log.info("event %s %s %s", event["type"], event["event_id"], "recorded" if recorded else "already recorded")
+    log.info("event %s %s of order %s %s", event["type"], event["event_id"], event["data"].get("order_uuid"),
+             "recorded" if recorded else "already recorded")
     return recorded
 
 

@@ -83,4 +83,6 @@ def test_an_unknown_dead_letter_domain_is_one_line(tmp_path: Path):
     result = CliRunner().invoke(main, ["dead-letters", "--domain", "shipping"], env=env)
 
     assert result.exit_code == 2
-    assert result.output == "cfmp: unknown domain 'shipping' (available: orders)\n"
+    from tasks.dead_letters import TABLES
+
+    assert result.output == f"cfmp: unknown domain 'shipping' (available: {', '.join(TABLES)})\n"

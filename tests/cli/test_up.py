@@ -9,6 +9,7 @@ import signal
 
 import pytest
 
+from common.cli.apps import registered_services
 from common.cli.up import DEMO_ADMIN, DEMO_BUYER
 from common.localredis import free_port
 from common.settings import Settings
@@ -61,7 +62,7 @@ def test_up_serves_everything_and_a_signal_stops_it_leaving_no_process_behind(sy
                                                                              tmp_path):
     process, ports, children = system
 
-    assert set(children) == {"orders", "gateway", "flower", *CELERY_PROCESSES}
+    assert set(children) == {*registered_services(), "gateway", "flower", *CELERY_PROCESSES}
     assert get_status(f"http://127.0.0.1:{ports['gateway']}/health") == 200
     assert get_status(f"http://127.0.0.1:{ports['orders']}/ready") == 200
     banner = "".join(process.stdout)

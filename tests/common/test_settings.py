@@ -18,6 +18,10 @@ def test_embedded_defaults():
     assert settings.ports == {"orders": 8001, "payments": 8002, "notifications": 8004, "gateway": 9080, "flower": 5555}
     assert settings.upstreams["orders"] == "http://127.0.0.1:8001"
     assert settings.jwt_secret == DEV_JWT_SECRET and settings.nacos_server is None
+    assert settings.smtp_host is None and settings.smtp_port == 25 and not settings.smtp_starttls
+    assert from_env(SMTP_HOST="mail", SMTP_STARTTLS="true").smtp_starttls
+    assert settings.payment_callback_base_url == "http://127.0.0.1:9080"
+    assert from_env(GATEWAY_PORT="9999").payment_callback_base_url == "http://127.0.0.1:9999"
 
 
 def test_mysql_from_the_seed_variables():
@@ -46,6 +50,12 @@ def test_url_overrides_parts():
     ({"ENV": "staging"}, "ENV"),
     ({"GATEWAY_READ_TIMEOUT": "-1"}, "GATEWAY_READ_TIMEOUT"),
     ({"ORDER_SERVICE_URL": "ftp://x"}, "ORDER_SERVICE_URL"),
+    ({"SMTP_PORT": "smtp"}, "SMTP_PORT"),
+    ({"SMTP_STARTTLS": "maybe"}, "SMTP_STARTTLS"),
+    ({"NOTIFICATION_RETRY_BASE": "0"}, "NOTIFICATION_RETRY_BASE"),
+    ({"PAYMENT_EXPIRY": "0"}, "PAYMENT_EXPIRY"),
+    ({"PAYMENT_CALLBACK_BASE_URL": "gateway:9080"}, "PAYMENT_CALLBACK_BASE_URL"),
+    ({"SANDBOX_CALLBACK_DELAY": "soon"}, "SANDBOX_CALLBACK_DELAY"),
 ])
 def test_bad_values_name_the_key(env, key):
     with pytest.raises(SettingsError) as error:

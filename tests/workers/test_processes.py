@@ -113,6 +113,18 @@ def test_flower_shows_the_four_pools_and_their_queues_behind_basic_auth(spawn_cl
 
 
 @pytest.mark.slow
+def test_flower_behind_a_proxy_prefix_is_served_and_announced_there(spawn_cli, env):
+    """APISIX serves Flower under /flower (FLOWER_URL_PREFIX): the readiness line must still come."""
+    flower = spawn_cli("flower", "--port", "0", env={**env, "FLOWER_BASIC_AUTH": FLOWER_AUTH,
+                                                      "FLOWER_URL_PREFIX": "flower"})
+    url = flower.wait_for_line(r"listening on (http://\S+)", timeout=60).group(1)
+    assert http(f"{url}/flower/healthcheck")[0] == 200
+    assert http(f"{url}/flower/api/workers", basic_auth=FLOWER_AUTH)[0] == 200
+    assert http(f"{url}/flower/api/workers")[0] == 401
+    stop(flower)
+
+
+@pytest.mark.slow
 def test_beat_publishes_the_periodic_sweeps_and_is_the_only_beat(spawn_cli, env, client, tmp_path: Path):
     beat = spawn_cli("beat", env=env)
     seen: dict[str, dict] = {}

@@ -1,0 +1,3 @@
+from models.migrations import run_migrations
+
+run_migrations()

@@ -1,0 +1,1 @@
+"""The payments domain: payment actions (plain functions), provider adapters and the payments-pool tasks."""

@@ -1,0 +1,92 @@
+"""The sandbox provider: behaves like a real one, over real HTTP, with outcomes chosen by the amount.
+
+`charge` accepts the payment (the reference and idempotency key are derived from the payment, so a
+re-run is the same charge) and asks the payments pool to call back after `SANDBOX_CALLBACK_DELAY`
+seconds: a signed POST to `{PAYMENT_CALLBACK_BASE_URL}/api/payments/callback/sandbox/`.
+Outcomes by the amount's cents: `.13` is declined, `.66` never calls back (an unknown outcome, as a
+provider timing out), anything else succeeds. Signature: `X-Sandbox-Signature: t=<unix>,v1=<hex>`
+with v1 = HMAC-SHA256(SANDBOX_SECRET, "<t>." + raw body); older than 5 minutes is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+
+from common.settings import Settings
+from tasks.payments.providers import (
+    CallbackEvent, ChargeRequest, ChargeResult, InvalidCallback, Outcome, Scheduler,
+)
+
+SIGNATURE_HEADER = "X-Sandbox-Signature"
+TOLERANCE = 300  # seconds a signed callback stays acceptable
+DECLINED_CENTS = 13
+SILENT_CENTS = 66
+
+
+def outcome_for(amount: Decimal) -> Outcome | None:
+    """What the sandbox will answer for `amount`; None means it never calls back."""
+    cents = int((amount * 100) % 100)
+    if cents == DECLINED_CENTS:
+        return Outcome.DECLINED
+    if cents == SILENT_CENTS:
+        return None
+    return Outcome.SUCCEEDED
+
+
+def reference_for(payment_uuid: str) -> str:
+    return f"sbx_{payment_uuid.replace('-', '')}"
+
+
+class SandboxProvider:
+    name = "sandbox"
+
+    def __init__(self, settings: Settings, schedule: Scheduler | None = None):
+        self.settings = settings
+        self.schedule = schedule
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        reference = reference_for(request.payment_uuid)
+        if outcome_for(request.amount) is not None and self.schedule is not None:
+            self.schedule(reference, request.amount, request.currency, self.settings.sandbox_callback_delay)
+        base = self.settings.payment_callback_base_url
+        return ChargeResult(reference, {
+            "provider_reference": reference,
+            "idempotency_key": request.idempotency_key,
+            "pay_url": f"https://sandbox.invalid/pay/{reference}",
+            "qr_code": f"sandbox://pay/{reference}",
+            "notify_url": f"{base}/api/payments/callback/sandbox/",
+        })
+
+    # --- the provider's side: the callback it sends -------------------------------------------------
+    def callback_body(self, reference: str, amount: Decimal, currency: str) -> bytes:
+        outcome = outcome_for(amount) or Outcome.SUCCEEDED
+        return json.dumps({
+            "event_id": f"evt_{reference}_{outcome.value}", "reference": reference, "status": outcome.value,
+            "amount": f"{amount:.2f}", "currency": currency,
+        }, separators=(",", ":")).encode()
+
+    def sign(self, raw: bytes, timestamp: int | None = None) -> str:
+        t = int(time.time()) if timestamp is None else timestamp
+        mac = hmac.new(self.settings.sandbox_secret.encode(), f"{t}.".encode() + raw, hashlib.sha256).hexdigest()
+        return f"t={t},v1={mac}"
+
+    # --- our side: verifying what arrives -----------------------------------------------------------
+    def verify_callback(self, headers: Mapping[str, str], raw: bytes) -> CallbackEvent:
+        parts = dict(p.split("=", 1) for p in headers.get(SIGNATURE_HEADER, "").split(",") if "=" in p)
+        if not parts.get("t", "").isdigit() or "v1" not in parts:
+            raise InvalidCallback(f"missing or malformed {SIGNATURE_HEADER} header")
+        if abs(time.time() - int(parts["t"])) > TOLERANCE:
+            raise InvalidCallback("signature timestamp outside the tolerance")
+        expected = self.sign(raw, int(parts["t"])).split("v1=", 1)[1]
+        if not hmac.compare_digest(expected, parts["v1"]):
+            raise InvalidCallback("signature mismatch")
+        try:
+            body = json.loads(raw)
+            return CallbackEvent(event_id=str(body["event_id"])[:128], reference=str(body["reference"])[:128],
+                                 outcome=Outcome(body["status"]), amount=Decimal(str(body["amount"])))
+        except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
+            raise InvalidCallback(f"unreadable callback body: {exc!r}") from None

@@ -1,0 +1,1 @@
+"""The risk domain: rule evaluation and scoring (plain functions) and the risk-pool tasks."""

@@ -1,0 +1,85 @@
+"""Wiring the running stack for payments: the payment service reaches the order service it runs
+next to, and the sandbox provider calls back through the gateway, all over real HTTP."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from models import Payment, RiskAssessment, SecurityPolicy, db
+from tests.factories import item, order_body
+from tests.support.waiting import wait_for
+
+CALLBACK_DELAY = 0.3  # seconds the sandbox waits before calling back (1 s by default)
+
+
+@pytest.fixture(scope="session")
+def wired(running, worker_app):
+    """The stack's services get their ports only once served, so the settings that name them are
+    set here: the payment service's order upstream, and the gateway as the callback base URL."""
+    payments = running.apps["payments"]
+    upstreams = {**running.settings.upstreams, "orders": running.services["orders"].url}
+    payments.config["CFMP_SETTINGS"] = payments.config["CFMP_SETTINGS"].replace(upstreams=upstreams)
+    worker_app.config["CFMP_SETTINGS"] = worker_app.config["CFMP_SETTINGS"].replace(
+        payment_callback_base_url=running.gateway.url, sandbox_callback_delay=CALLBACK_DELAY)
+    return running
+
+
+@pytest.fixture
+def pay(wired, worker):
+    """The running system with a worker, emptied after the test."""
+    yield wired
+    wired.truncate()
+
+
+@pytest.fixture
+def admin(make_user):
+    return make_user("admin")
+
+
+def new_order(stack, buyer, seller, price: str = "99.50", quantity: int = 2, **overrides) -> dict:
+    body = order_body(seller.uuid, items=[item(product_price=price, quantity=quantity)], **overrides)
+    reply = stack.api(buyer.token).post("/api/orders/", body)
+    assert reply.status == 201, reply.json
+    return reply.json
+
+
+def start_payment(stack, buyer, order: dict, method: str = "sandbox") -> dict:
+    reply = stack.api(buyer.token).post("/api/payments/", {"order_uuid": order["order_uuid"], "payment_method": method})
+    assert reply.status == 201, reply.json
+    return reply.json
+
+
+def payment_status(stack, user, payment_uuid: str) -> str:
+    return stack.api(user.token).get(f"/api/payments/{payment_uuid}/").json["status"]
+
+
+def wait_payment(stack, user, payment_uuid: str, status: str, timeout: float = 15) -> dict:
+    return wait_for(lambda: (p := stack.api(user.token).get(f"/api/payments/{payment_uuid}/").json)["status"] == status
+                    and p, timeout=timeout, what=f"payment {status}")
+
+
+def order_status(stack, user, order_uuid: str) -> str:
+    return stack.api(user.token).get(f"/api/orders/{order_uuid}/").json["status"]
+
+
+def assessment_of(stack, payment_uuid: str) -> RiskAssessment | None:
+    with stack.apps["payments"].app_context():
+        found = db.session.scalars(sa.select(RiskAssessment).join(Payment, RiskAssessment.payment_id == Payment.id)
+                                   .where(Payment.payment_uuid == uuid.UUID(payment_uuid))).first()
+        if found is not None:
+            db.session.expunge(found)
+        return found
+
+
+def policy_uuid(stack, admin, name: str) -> str:
+    policies = stack.api(admin.token).get("/api/risk/policies/").json["results"]
+    return next(p["policy_uuid"] for p in policies if p["name"] == name)
+
+
+def set_params(stack, name: str, params: str) -> None:
+    """Write a policy's params as raw text, bypassing validation (to break a rule on purpose)."""
+    with stack.apps["payments"].app_context():
+        db.session.execute(sa.update(SecurityPolicy).where(SecurityPolicy.name == name).values(params_json=params))
+        db.session.commit()

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     "order.": ("orders.record_event", "notifications.fanout_event"),
+    # Public payment events: the ones with a template (failed, review; refund.succeeded later) reach
+    # the people concerned, the rest are recorded by the fan-out's dedupe and ignored.
+    "payment.": ("notifications.fanout_event",),
     # Payment workflow kick-offs, written with the change that causes them (never notified).
     "payment_workflow.start": ("payments.start_workflow",),
     "payment_workflow.charge": ("payments.charge",),

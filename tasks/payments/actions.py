@@ -48,9 +48,13 @@ class StateConflict(Exception):
 def _event(payment: Payment, event_type: str, **extra) -> None:
     db.session.add(PaymentOutbox.new(event_type, payment.payment_uuid, {
         "payment_id": payment.id, "payment_uuid": str(payment.payment_uuid), "order_uuid": str(payment.order_uuid),
-        "user_uuid": str(payment.user_uuid), "seller_uuid": str(payment.seller_uuid),
+        # The payer is the order's buyer: `buyer_uuid` and `reason` are the names the notification
+        # templates (tasks/notifications/templates.py) address people and explain failures by.
+        "user_uuid": str(payment.user_uuid), "buyer_uuid": str(payment.user_uuid),
+        "seller_uuid": str(payment.seller_uuid),
         "amount": f"{payment.amount:.2f}", "currency": payment.currency, "payment_method": payment.payment_method,
-        "status": payment.status.value, "failure_reason": payment.failure_reason, **extra,
+        "status": payment.status.value, "failure_reason": payment.failure_reason,
+        "reason": payment.failure_reason or "", **extra,
     }))
 
 

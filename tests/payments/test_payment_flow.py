@@ -11,6 +11,13 @@ from models import PaymentCallback, PaymentOutbox, db
 from tests.payments.conftest import (
     assessment_of, new_order, order_status, policy_uuid, start_payment, wait_payment,
 )
+from tests.support.waiting import wait_for
+
+
+def notified(stack, user, payment_uuid: str) -> dict | None:
+    """The user's inbox notification about this payment, read through the gateway."""
+    inbox = stack.api(user.token).get("/api/notifications/?page_size=100").json["results"]
+    return next((n for n in inbox if n["related_id"] == payment_uuid), None)
 
 
 def events_of(stack, payment_uuid: str) -> list[str]:
@@ -49,6 +56,8 @@ def test_a_declined_charge_fails_and_the_order_stays_payable(pay, buyer, seller)
     assert events_of(pay, payment["payment_uuid"])[-1] == "payment.failed"
     retry = start_payment(pay, buyer, order)  # a failed payment releases the order
     assert retry["status"] == "pending"
+    told = wait_for(lambda: notified(pay, buyer, payment["payment_uuid"]), what="the buyer told of the failure")
+    assert told["type"] == "transaction" and told["related_data"]["reason"] == "payment_declined"
 
 
 def test_a_deny_listed_buyer_is_blocked(pay, buyer, seller, admin):
@@ -78,11 +87,11 @@ def _held(pay, buyer, seller, admin) -> tuple[dict, dict, dict]:
 
 def test_a_held_payment_approved_by_an_admin_pays_the_order(pay, buyer, seller, admin):
     order, payment, assessment = _held(pay, buyer, seller, admin)
+    wait_for(lambda: notified(pay, buyer, payment["payment_uuid"]), what="the buyer told of the review")
     approved = pay.api(admin.token).post(f"/api/risk/assessments/{assessment['assessment_uuid']}/approve/", {})
     assert approved.status == 200 and approved.json["review_status"] == "approved"
     assert approved.json["reviewed_by"] == str(admin.uuid)
     wait_payment(pay, buyer, payment["payment_uuid"], "succeeded")
-    from tests.support.waiting import wait_for
     wait_for(lambda: order_status(pay, buyer, order["order_uuid"]) == "paid", what="the order paid")
     again = pay.api(admin.token).post(f"/api/risk/assessments/{assessment['assessment_uuid']}/reject/", {})
     assert again.status == 409 and again.json["error"] == "review_state_conflict"

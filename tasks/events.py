@@ -6,6 +6,7 @@ SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     # Public payment events: the ones with a template (failed, review; refund.succeeded later) reach
     # the people concerned, the rest are recorded by the fan-out's dedupe and ignored.
     "payment.": ("notifications.fanout_event",),
+    "refund.": ("notifications.fanout_event",),  # refund.succeeded, once refunds exist (issue 4)
     # Payment workflow kick-offs, written with the change that causes them (never notified).
     "payment_workflow.start": ("payments.start_workflow",),
     "payment_workflow.charge": ("payments.charge",),

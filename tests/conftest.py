@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
-import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
@@ -16,7 +15,7 @@ from common.settings import Settings
 from common.tokens import issue_token
 from models.migrate import upgrade
 from tests.support.client import Api
-from tests.support.servers import ServedApp, close_celery, serve_in_thread
+from tests.support.servers import ServedApp, close_celery, drop_keys, serve_in_thread
 
 TEST_SECRET = "test-secret-" + "0123456789abcdef" * 4  # 64+ bytes: HS512 forgeries need no shorter key
 DEFAULT_MYSQL_URL = "mysql+pymysql://cfmp_test:cfmp_test@127.0.0.1:3306/cfmp_test"
@@ -99,15 +98,6 @@ def settings(backend, database_urls, redis_url, tmp_path_factory) -> Settings:
     yield settings
     drop_keys(settings.broker_url, settings.celery_key_prefix)
 
-
-def drop_keys(redis_url: str, prefix: str) -> None:
-    """Remove this run's broker and result keys from the shared Redis."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        for key in client.scan_iter(match=f"{prefix}*", count=500):
-            client.delete(key)
-    finally:
-        client.close()
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Marshmallow schemas of the notification API: `*UpdateSchema`/`*QuerySchema` load, the rest dump."""
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from api.common.body import EmptySchema
 from api.common.pagination import PageQuerySchema
@@ -27,9 +27,6 @@ class NotificationSchema(Schema):
 
 
 class NotificationListQuerySchema(PageQuerySchema):
-    class Meta:
-        unknown = EXCLUDE
-
     type = fields.Enum(NotificationType, by_value=True, load_default=None)
     read = fields.Boolean(load_default=None)
 
@@ -90,9 +87,6 @@ class DeliverySchema(Schema):
 
 
 class DeliveryListQuerySchema(PageQuerySchema):
-    class Meta:
-        unknown = EXCLUDE
-
     channel = fields.Enum(Channel, by_value=True, load_default=None)
     status = fields.Enum(DeliveryStatus, by_value=True, load_default=None)
 

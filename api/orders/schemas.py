@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.common.body import EmptySchema
 from api.common.fields import Money, StrictInteger, Text
@@ -86,9 +86,6 @@ class OrderEventSchema(Schema):
 
 
 class OrderListQuerySchema(PageQuerySchema):
-    class Meta:
-        unknown = EXCLUDE
-
     status = fields.Enum(OrderStatus, by_value=True, load_default=None)
 
 

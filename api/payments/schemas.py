@@ -1,8 +1,9 @@
 """Marshmallow schemas of the payment API: `*CreateSchema` loads, `*Schema` dumps."""
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
+from api.common.body import EmptySchema
 from api.common.fields import Money
 from api.common.pagination import PageQuerySchema
 from models import PaymentStatus
@@ -34,14 +35,7 @@ class PaymentSchema(Schema):
 
 
 class PaymentListQuerySchema(PageQuerySchema):
-    class Meta:
-        unknown = EXCLUDE
-
     status = fields.Enum(PaymentStatus, by_value=True, load_default=None)
-
-
-class EmptySchema(Schema):
-    """A body that must be empty or `{}`."""
 
 
 class CallbackAckSchema(Schema):

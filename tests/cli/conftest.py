@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
+
+from tests.support.servers import drop_keys
 
 from .procs import CliProcess
 
@@ -41,9 +42,4 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     expire). Request it before `spawn_cli`, so the processes are gone before the keys are."""
     prefix = f"cfmp-test-{uuid.uuid4().hex[:8]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        for key in client.scan_iter(match=f"{prefix}*", count=500):
-            client.delete(key)
-    finally:
-        client.close()
+    drop_keys(redis_url, prefix)

@@ -6,6 +6,7 @@ import socket
 import threading
 from dataclasses import dataclass
 
+import redis
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 POLL = 0.01  # serve_forever's poll interval: how long stop() waits at most
@@ -64,3 +65,14 @@ def close_celery(celery) -> None:
     if client is not None:
         client.connection_pool.disconnect()
     celery.close()
+
+
+def drop_keys(redis_url: str, prefix: str) -> None:
+    """Remove a test's broker and result keys (everything under its key prefix) from the shared
+    Redis: kombu's bindings never expire."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=f"{prefix}*", count=500):
+            client.delete(key)
+    finally:
+        client.close()

@@ -28,7 +28,8 @@ def from_settings(settings: Settings) -> dict:
         },
         "result_backend_transport_options": {"visibility_timeout": visibility, **keys},
         "broker_connection_retry_on_startup": True,
-        "imports": ("tasks.orders.tasks", "tasks.notifications.tasks", "tasks.payments.tasks", "tasks.risk.tasks"),
+        "imports": ("tasks.orders.tasks", "tasks.notifications.tasks", "tasks.payments.tasks",
+                    "tasks.payments.refund_tasks", "tasks.risk.tasks"),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -67,6 +68,8 @@ def periodic_tasks(settings: Settings) -> dict:
         "payments.relay_outbox": settings.outbox_relay_interval,
         "payments.expire_pending_payments": settings.payment_sweep_interval,
         "payments.redrive_stalled_payments": settings.payment_sweep_interval,
+        "payments.redrive_stalled_refunds": settings.payment_sweep_interval,
+        "payments.reconcile_payments": settings.payment_sweep_interval,
         "notifications.retry_due_deliveries": 30,
     }
     return {name: {"task": name, "schedule": float(every), "options": {"expires": float(every)}}

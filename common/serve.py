@@ -3,7 +3,9 @@
 Shared by `cfmp serve SERVICE` and `cfmp gateway`. The app is built before gunicorn forks, so a bad
 setting fails once, in the foreground, instead of in every worker. Once the socket is bound, the
 real address goes to the log and `listening on http://HOST:PORT` to stdout: with port 0 that line
-is the only way a parent (`cfmp up`, a test) learns which port it got.
+is the only way a parent (`cfmp up`, a test) learns which port it got. A service then registers that
+port in Nacos (when NACOS_SERVER is set) and deregisters when it stops: from gunicorn's master, which
+outlives its workers, or from the dev server's process.
 """
 from __future__ import annotations
 
@@ -13,11 +15,14 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from werkzeug.serving import make_server
+
+if TYPE_CHECKING:
+    from common.registry import Registration
 
 log = logging.getLogger("cfmp.serve")
 
@@ -43,6 +48,19 @@ def announce(name: str, host: str, port: int) -> None:
     url = url_for_address(host, port)
     log.info("%s listening on %s", name, url)
     print(f"{LISTENING_PREFIX}{url}", flush=True)
+
+
+def register_service(app: Flask, port: int, **options: Any) -> Registration | None:
+    """Register a service's app in Nacos at the port it is bound to; None for the gateway (not a
+    service) or when NACOS_SERVER is unset. Every way of serving a service calls this once its socket
+    is bound: gunicorn's `when_ready`, the dev server, and the test servers (tests/support/servers.py).
+    `options` (interval, backoff) go to `common.registry.Registration`."""
+    from common.registry import SERVICE_NAMES, register, service_metadata
+
+    service, settings = app.config.get("CFMP_SERVICE"), app.config.get("CFMP_SETTINGS")
+    if service not in SERVICE_NAMES or settings is None:
+        return None
+    return register(settings, SERVICE_NAMES[service], port, service_metadata(), **options)
 
 
 class GunicornServer(BaseApplication):
@@ -85,12 +103,20 @@ def gunicorn_options(name: str, options: ServeOptions, when_ready: Callable[[Any
 def run_gunicorn(name: str, app: Flask, options: ServeOptions) -> None:
     """Serve until SIGTERM (graceful) or SIGINT (quick); gunicorn exits the process with 0."""
 
+    registrations: list[Registration] = []
+
     def when_ready(server: Any) -> None:
         for listener in server.LISTENERS:
             host, port = listener.sock.getsockname()[:2]
             announce(name, host, port)
+        registration = register_service(app, server.LISTENERS[0].sock.getsockname()[1])
+        registrations.extend([registration] if registration else [])
 
-    GunicornServer(app, gunicorn_options(name, options, when_ready)).run()
+    def on_exit(server: Any) -> None:  # the master, after its workers stopped
+        for registration in registrations:
+            registration.stop()
+
+    GunicornServer(app, {**gunicorn_options(name, options, when_ready), "on_exit": on_exit}).run()
 
 
 def run_dev(name: str, app: Flask, options: ServeOptions) -> None:
@@ -109,9 +135,12 @@ def run_dev(name: str, app: Flask, options: ServeOptions) -> None:
     signal.signal(signal.SIGINT, stop)
     host, port = server.server_address[:2]
     announce(name, str(host), port)
+    registration = register_service(app, port)
     try:
         server.serve_forever()
     finally:
+        if registration is not None:
+            registration.stop()
         server.server_close()
     log.info("%s stopped", name)
 

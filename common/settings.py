@@ -16,6 +16,8 @@ from dotenv import dotenv_values
 
 DEV_JWT_SECRET = "cfmp-development-secret-do-not-use-in-production-" + "0" * 16  # 64 bytes: fits HS512
 DEV_SANDBOX_SECRET = "cfmp-sandbox-provider-secret-development-only"
+ALIPAY_GATEWAY_URL = "https://openapi.alipay.com/gateway.do"
+WECHAT_PAY_BASE_URL = "https://api.mch.weixin.qq.com"
 SERVICES = ("orders", "payments", "notifications")
 # The env-var stem of each service's database settings, as the seed named them.
 DB_PREFIX = {"orders": "ORDER", "payments": "PAYMENT", "notifications": "NOTIFICATION"}
@@ -71,6 +73,23 @@ def _url(key: str, raw: str, schemes: tuple[str, ...]) -> str:
     if not any(value.startswith(f"{s}://") for s in schemes):
         raise SettingsError(f"{key}: expected a URL starting with {' or '.join(schemes)}://, got {raw!r}")
     return value
+
+
+def _file(key: str, raw: str) -> str:
+    path = Path(raw.strip())
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise SettingsError(f"{key}: no readable file at {raw!r}")
+    return str(path)
+
+
+def _provider(name: str, values: Mapping[str, str | None]) -> dict[str, str | None]:
+    """A real provider's required keys: all set (configured) or all unset (not configured); never half."""
+    stripped = {key: (value or "").strip() or None for key, value in values.items()}
+    given = [key for key, value in stripped.items() if value]
+    missing = [key for key, value in stripped.items() if not value]
+    if given and missing:
+        raise SettingsError(f"{missing[0]}: required when {given[0]} is set ({name} is half configured)")
+    return stripped
 
 
 def _database_url(env: Mapping[str, str], service: str, var_dir: Path) -> tuple[str, bool]:
@@ -137,9 +156,22 @@ class Settings:
     payment_expiry: int = 900
     payment_sweep_interval: int = 30
     payment_redrive_after: int = 60
+    payment_reconcile_after: int = 60
     payment_callback_base_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['gateway']}"
     sandbox_secret: str = DEV_SANDBOX_SECRET
     sandbox_callback_delay: float = 1.0
+    # Real providers; None = not configured (the method is refused). Key files are PEM or base64 DER.
+    alipay_app_id: str | None = None
+    alipay_private_key_file: str | None = None  # our application private key (signs requests)
+    alipay_public_key_file: str | None = None  # Alipay's public key (verifies responses and notifications)
+    alipay_gateway_url: str = ALIPAY_GATEWAY_URL
+    wechat_pay_app_id: str | None = None
+    wechat_pay_mch_id: str | None = None
+    wechat_pay_private_key_file: str | None = None  # the merchant API private key (signs requests)
+    wechat_pay_cert_serial: str | None = None  # the serial number of that key's merchant certificate
+    wechat_pay_platform_public_key_file: str | None = None  # WeChat Pay's key (verifies answers, callbacks)
+    wechat_pay_api_v3_key: str | None = None  # 32 bytes: decrypts callback resources (AEAD_AES_256_GCM)
+    wechat_pay_base_url: str = WECHAT_PAY_BASE_URL
     # Notifications: the SMTP relay of the email channel (no host = email is not configured, such
     # deliveries go dead at once) and the base delay, in seconds, of the delivery retry backoff.
     smtp_host: str | None = None
@@ -208,6 +240,25 @@ class Settings:
         level = env.get("LOG_LEVEL", "INFO").strip().upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        alipay = _provider("alipay", {
+            "ALIPAY_APP_ID": env.get("ALIPAY_APP_ID"),
+            "ALIPAY_PRIVATE_KEY_FILE": env.get("ALIPAY_PRIVATE_KEY_FILE"),
+            "ALIPAY_PUBLIC_KEY_FILE": env.get("ALIPAY_PUBLIC_KEY_FILE"),
+        })
+        wechat = _provider("wechat_pay", {
+            "WECHAT_PAY_APP_ID": env.get("WECHAT_PAY_APP_ID"),
+            "WECHAT_PAY_MCH_ID": env.get("WECHAT_PAY_MCH_ID"),
+            "WECHAT_PAY_PRIVATE_KEY_FILE": env.get("WECHAT_PAY_PRIVATE_KEY_FILE"),
+            "WECHAT_PAY_CERT_SERIAL": env.get("WECHAT_PAY_CERT_SERIAL"),
+            "WECHAT_PAY_PLATFORM_PUBLIC_KEY_FILE": env.get("WECHAT_PAY_PLATFORM_PUBLIC_KEY_FILE"),
+            "WECHAT_PAY_API_V3_KEY": env.get("WECHAT_PAY_API_V3_KEY"),
+        })
+        for key in ("ALIPAY_PRIVATE_KEY_FILE", "ALIPAY_PUBLIC_KEY_FILE"):
+            alipay[key] = alipay[key] and _file(key, alipay[key])
+        for key in ("WECHAT_PAY_PRIVATE_KEY_FILE", "WECHAT_PAY_PLATFORM_PUBLIC_KEY_FILE"):
+            wechat[key] = wechat[key] and _file(key, wechat[key])
+        if wechat["WECHAT_PAY_API_V3_KEY"] and len(wechat["WECHAT_PAY_API_V3_KEY"].encode()) != 32:
+            raise SettingsError("WECHAT_PAY_API_V3_KEY: must be exactly 32 bytes (the AES-256 key of APIv3)")
         settings = cls(
             env=mode,
             database_urls=urls,
@@ -243,10 +294,24 @@ class Settings:
                 "PAYMENT_SWEEP_INTERVAL", env.get("PAYMENT_SWEEP_INTERVAL", "5" if mode == "development" else "30"), 1
             ),
             payment_redrive_after=_int("PAYMENT_REDRIVE_AFTER", env.get("PAYMENT_REDRIVE_AFTER", "60"), 1),
+            payment_reconcile_after=_int("PAYMENT_RECONCILE_AFTER", env.get("PAYMENT_RECONCILE_AFTER", "60"), 1),
             payment_callback_base_url=_url("PAYMENT_CALLBACK_BASE_URL", env.get(
                 "PAYMENT_CALLBACK_BASE_URL", f"http://127.0.0.1:{ports['gateway']}"), ("http", "https")).rstrip("/"),
             sandbox_secret=env.get("SANDBOX_SECRET", DEV_SANDBOX_SECRET),
             sandbox_callback_delay=_float("SANDBOX_CALLBACK_DELAY", env.get("SANDBOX_CALLBACK_DELAY", "1")),
+            alipay_app_id=alipay["ALIPAY_APP_ID"],
+            alipay_private_key_file=alipay["ALIPAY_PRIVATE_KEY_FILE"],
+            alipay_public_key_file=alipay["ALIPAY_PUBLIC_KEY_FILE"],
+            alipay_gateway_url=_url("ALIPAY_GATEWAY_URL", env.get("ALIPAY_GATEWAY_URL", ALIPAY_GATEWAY_URL),
+                                    ("http", "https")),
+            wechat_pay_app_id=wechat["WECHAT_PAY_APP_ID"],
+            wechat_pay_mch_id=wechat["WECHAT_PAY_MCH_ID"],
+            wechat_pay_private_key_file=wechat["WECHAT_PAY_PRIVATE_KEY_FILE"],
+            wechat_pay_cert_serial=wechat["WECHAT_PAY_CERT_SERIAL"],
+            wechat_pay_platform_public_key_file=wechat["WECHAT_PAY_PLATFORM_PUBLIC_KEY_FILE"],
+            wechat_pay_api_v3_key=wechat["WECHAT_PAY_API_V3_KEY"],
+            wechat_pay_base_url=_url("WECHAT_PAY_BASE_URL", env.get("WECHAT_PAY_BASE_URL", WECHAT_PAY_BASE_URL),
+                                     ("http", "https")).rstrip("/"),
             smtp_host=env.get("SMTP_HOST", "").strip() or None,
             smtp_port=_int("SMTP_PORT", env.get("SMTP_PORT", "25"), 1, 65535),
             smtp_user=env.get("SMTP_USER") or None,

@@ -18,7 +18,7 @@ from common.http import REQUEST_ID_HEADER, error_body, request_id_from
 from common.logging import request_id_var
 from common.settings import Settings
 from gateway.auth import InvalidToken, challenge, identify, identity_headers
-from gateway.discovery import Discovery, StaticDiscovery
+from gateway.discovery import Discovery, discovery_for
 from gateway.proxy import (
     GatewayError,
     Proxy,
@@ -43,12 +43,13 @@ _HTTP_ERROR_CODES = {
 
 
 def create_app(settings: Settings | None = None, *, discovery: Discovery | None = None) -> Flask:
-    """The gateway WSGI app; `discovery` defaults to the static upstream map of `settings`.
+    """The gateway WSGI app; `discovery` defaults to Nacos when `settings` name a NACOS_SERVER, else
+    to the static upstream map.
 
     Logging is left alone: the process entry point (`cfmp gateway`, `gateway.wsgi`) configures it.
     """
     settings = settings or Settings()
-    proxy = Proxy(settings, discovery or StaticDiscovery(settings))
+    proxy = Proxy(settings, discovery or discovery_for(settings))
     app = Flask("gateway")
     app.extensions["gateway.proxy"] = proxy
     # Paths are the upstream's business: no slash merging or redirects, and OPTIONS is forwarded.

@@ -200,7 +200,8 @@ class Proxy:
         if not instances:
             raise GatewayError(503, "service_unavailable", f"No instance of the {service} service is known.")
         failure: HTTPError | None = None
-        for base in self._rotation(service, instances):
+        # A weighted list repeats instances; failing over, each one is tried once.
+        for base in dict.fromkeys(self._rotation(service, instances)):
             try:
                 response = self._pool.urlopen(
                     method, base + target, body=body or None, headers=headers, redirect=False, retries=False,
@@ -218,5 +219,8 @@ class Proxy:
         raise upstream_error(failure, service) from failure
 
     def close(self) -> None:
-        """Close every pooled connection (tests and worker shutdown)."""
+        """Close every pooled connection and stop discovery's refresher (tests and worker shutdown)."""
         self._pool.clear()
+        close = getattr(self._discovery, "close", None)
+        if close is not None:
+            close()

@@ -17,6 +17,7 @@ from models.payment import Payment, PaymentStatus
 from models.payment_plumbing import (
     PaymentCallback, PaymentDeadLetter, PaymentIdempotencyKey, PaymentOutbox, RiskDeadLetter,
 )
+from models.refund import Refund, RefundStatus
 from models.risk_assessment import ReviewStatus, RiskAssessment, RiskDecision, RiskLevel, RiskRuleResult
 from models.risk_policy import RuleKind, SecurityPolicy
 
@@ -24,8 +25,8 @@ __all__ = [
     "Base", "TimestampMixin", "db", "utcnow", "Order", "OrderStatus", "IllegalTransition", "OrderItem",
     "OrderEvent", "SYSTEM_ACTOR", "OrderOutbox", "OrderIdempotencyKey", "OrderInbox", "OrderDeadLetter",
     "Payment", "PaymentStatus", "PaymentCallback", "PaymentDeadLetter", "PaymentIdempotencyKey", "PaymentOutbox",
-    "RiskDeadLetter", "RiskAssessment", "RiskDecision", "RiskLevel", "RiskRuleResult", "ReviewStatus",
-    "RuleKind", "SecurityPolicy",
+    "Refund", "RefundStatus", "RiskDeadLetter", "RiskAssessment", "RiskDecision", "RiskLevel", "RiskRuleResult",
+    "ReviewStatus", "RuleKind", "SecurityPolicy",
     "Notification", "NotificationType", "NotificationFanout", "NotificationDelivery", "Channel", "DeliveryStatus",
     "OPEN_STATUSES", "NotificationInbox", "NotificationDeadLetter", "NotificationPreference", "Language",
 ]

@@ -45,6 +45,8 @@ SOURCES: dict[PaymentStatus, frozenset[PaymentStatus]] = {
 }
 # Statuses that release the order for another payment attempt.
 RELEASING = frozenset({PaymentStatus.FAILED, PaymentStatus.CANCELLED, PaymentStatus.EXPIRED})
+# Statuses a refund may be asked of (models/refund.py).
+REFUNDABLE = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED})
 
 
 class Payment(TimestampMixin, db.Model):
@@ -72,12 +74,21 @@ class Payment(TimestampMixin, db.Model):
     failure_reason: Mapped[str | None] = mapped_column(sa.String(255))
     # The provider took money the order could not keep (it was cancelled meanwhile): refund it.
     refund_due: Mapped[bool] = mapped_column(default=False)
+    # Sum of the refunds pending, processing or succeeded (models/refund.py keeps it <= amount),
+    # and of those that succeeded.
+    refund_reserved: Mapped[Decimal] = mapped_column(default=Decimal("0.00"))
+    refunded_amount: Mapped[Decimal] = mapped_column(default=Decimal("0.00"))
     expires_at: Mapped[dt.datetime]
     paid_at: Mapped[dt.datetime | None]
 
     @property
     def payment_data(self) -> dict:
         return json.loads(self.payment_data_json or "{}")
+
+    @property
+    def refundable_amount(self) -> Decimal:
+        """What refunds may still take: the amount less the refunds pending, processing or succeeded."""
+        return self.amount - self.refund_reserved if self.status in REFUNDABLE else Decimal("0.00")
 
     @classmethod
     def move(cls, payment_id: int, target: PaymentStatus, sources: frozenset[PaymentStatus] | None = None,

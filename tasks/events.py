@@ -3,14 +3,19 @@ from __future__ import annotations
 
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     "order.": ("orders.record_event", "notifications.fanout_event"),
-    # Public payment events: the ones with a template (failed, review; refund.succeeded later) reach
+    # Public payment events: the ones with a template (failed, review, refund.succeeded) reach
     # the people concerned, the rest are recorded by the fan-out's dedupe and ignored.
     "payment.": ("notifications.fanout_event",),
-    "refund.": ("notifications.fanout_event",),  # refund.succeeded, once refunds exist (issue 4)
+    "refund.": ("notifications.fanout_event",),  # refund.succeeded (buyer and seller), refund.failed
     # Payment workflow kick-offs, written with the change that causes them (never notified).
     "payment_workflow.start": ("payments.start_workflow",),
     "payment_workflow.charge": ("payments.charge",),
     "payment_workflow.capture": ("payments.start_capture",),
+    # Refunds: the kick-off of a created refund; a paid order the buyer cancelled (written by the
+    # order service in its own outbox); money captured for an order that could not keep it.
+    "refund_workflow.start": ("payments.start_refund",),
+    "refund_workflow.order_cancel": ("payments.refund_cancelled_order",),
+    "payment.refund_required": ("payments.refund_due_payment",),
 }
 
 

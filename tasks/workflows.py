@@ -36,6 +36,17 @@ def capture(app: Celery, payment_id: int, order_uuid: str, payment_method: str, 
     )
 
 
+def refund(app: Celery, refund_id: int, order_uuid: str) -> Signature:
+    """`chain(payments.refund_at_provider, payments.settle_refund, orders.on_refunded)`; the last step
+    receives settle_refund's answer (True: the payment is refunded in full, so a paid order is
+    cancelled). The notifications fan-out follows from the `refund.*` and `order.*` outbox events."""
+    return chain(
+        _si(app, "payments.refund_at_provider", refund_id),
+        _si(app, "payments.settle_refund", refund_id),
+        app.signature("orders.on_refunded", args=(order_uuid,)),
+    )
+
+
 def launch(signature: Signature) -> str:
     """Apply a canvas and return its last task id, without keeping anything to wait on.
 

@@ -40,6 +40,14 @@ def _mysql_url() -> str | None:
 MYSQL_URL = _mysql_url()
 
 
+def pytest_configure(config):
+    # nacos-sdk-python's classic client builds `ssl.SSLContext()` for every call, plain HTTP included
+    # (reference §3.2); under filterwarnings=error that would fail every registry call in tests.
+    config.addinivalue_line(
+        "filterwarnings",
+        r"ignore:ssl\.(SSLContext\(\) without protocol argument|PROTOCOL_TLS) is deprecated:DeprecationWarning")
+
+
 @contextmanager
 def scratch_mysql(base_url: str):
     """A database of its own for this test run (`<name>_<random>`), dropped afterwards, so two

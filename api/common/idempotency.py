@@ -104,7 +104,8 @@ def idempotent(model):
             if not key.strip() or len(key) > MAX_KEY_LENGTH:
                 raise ValidationFailed("invalid_idempotency_key",
                                        f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters.", {"key": key[:300]})
-            route = f"{request.method} {request.url_rule.rule}"
+            # The concrete path, ids included: one key used on two payments is two requests.
+            route = f"{request.method} {request.path}"[:128]
             outcome, row = _claim(model, route, key, request_fingerprint(request.get_data(cache=True)))
             if outcome == "replay":
                 return json.loads(row.response_body), row.response_status, {"Idempotent-Replayed": "true"}

@@ -84,7 +84,7 @@ def _buyers_order(order_uuid: uuid.UUID) -> Order:
     return order
 
 
-def _transition(change, order: Order):
+def _transition(change, order: Order, status: int = 200):
     """Run a state change and commit, or answer 409 naming the state that won."""
     try:
         change()
@@ -93,21 +93,21 @@ def _transition(change, order: Order):
         raise Conflict("order_state_conflict", f"The order is {exc.current}; it cannot become {exc.target}.",
                        {"status": str(exc.current), "target": str(exc.target)}) from None
     db.session.commit()
-    return ORDER.dump(order), 200
+    return ORDER.dump(order), status
 
 
 @bp.post("/<uuid:order_uuid>/cancel/")
-@doc("Cancel my unpaid order", tag=TAG, body=OrderCancelSchema, response=OrderSchema, errors=(401, 403, 404, 409))
+@doc("Cancel my order: unpaid → cancelled (200); paid → refunded in full first, answering 202 with the order "
+     "still paid (it becomes cancelled when the refund settles)", tag=TAG, body=OrderCancelSchema,
+     response=OrderSchema, errors=(401, 403, 404, 409))
 def cancel_order(order_uuid: uuid.UUID):
     data = load_body(ORDER_CANCEL)
     order = _buyers_order(order_uuid)
-    identity = current_identity()
+    actor = str(current_identity().user_uuid)
     try:
-        return _transition(lambda: actions.cancel_order(order, str(identity.user_uuid), data["reason"], g.request_id),
-                           order)
+        return _transition(lambda: actions.cancel_order(order, actor, data["reason"], g.request_id), order)
     except actions.RefundRequired:
-        raise Conflict("refund_required", "A paid order is cancelled by refunding it; refunds are not available yet.",
-                       {"status": "paid"}) from None
+        return _transition(lambda: actions.request_refund(order, actor, data["reason"], g.request_id), order, 202)
 
 
 @bp.post("/<uuid:order_uuid>/complete/")

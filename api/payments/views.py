@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, g, request
 
 from api.common.auth import current_identity
 from api.common.body import load_body, load_query
-from api.common.errors import Conflict, Forbidden, NotFound
+from api.common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from api.common.idempotency import idempotent
 from api.common.openapi import doc, page_of
 from api.common.pagination import paginate
@@ -19,6 +19,7 @@ from api.payments.schemas import (
 )
 from models import Payment, PaymentIdempotencyKey, db
 from tasks.payments import actions
+from tasks.payments.providers import is_configured
 
 bp = Blueprint("payments", __name__, url_prefix="/api/payments")
 TAG = "payments"
@@ -36,6 +37,9 @@ def create_payment():
     data = load_body(PAYMENT_CREATE)
     identity = current_identity()
     settings = current_app.config["CFMP_SETTINGS"]
+    if not is_configured(data["payment_method"], settings):
+        raise ValidationFailed("payment_method_unavailable", f"{data['payment_method']} is not configured here.",
+                               {"payment_method": [f"{data['payment_method']} is not configured on this server."]})
     order = fetch_order(settings, data["order_uuid"], request.headers["Authorization"], g.request_id)
     if order["buyer_uuid"] != str(identity.user_uuid):
         raise Forbidden("not_order_buyer", "Only the buyer may pay an order.")

@@ -15,6 +15,7 @@ from common.cli.dead_letters import dead_letters
 from common.cli.errors import configuration_error
 from common.cli.flower import flower
 from common.cli.servers import gateway, serve
+from common.cli.status import status
 from common.cli.tokens import token
 from common.cli.up import up
 from common.cli.worker import beat, worker
@@ -38,5 +39,5 @@ def main(ctx: click.Context) -> None:
     ctx.obj = Settings.from_env()
 
 
-for command in (serve, gateway, worker, beat, flower, db, dead_letters, token, up):
+for command in (serve, gateway, worker, beat, flower, db, dead_letters, token, up, status):
     main.add_command(command)

@@ -88,6 +88,7 @@ REASONS: dict[str, dict[str, str]] = {
     "cancelled_by_buyer": {"zh": "买家取消了订单", "en": "the buyer cancelled it"},
     "declined": {"zh": "支付被拒绝", "en": "the payment was declined"},
     "risk_rejected": {"zh": "未通过风控审核", "en": "it did not pass the risk review"},
+    "refunded": {"zh": "已全额退款", "en": "it was refunded in full"},
     "": {"zh": "未说明原因", "en": "no reason given"},
 }
 

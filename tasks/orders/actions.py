@@ -21,6 +21,9 @@ from models import (
 
 log = logging.getLogger(__name__)
 PAYMENT_TIMEOUT = "payment_timeout"
+REFUNDED = "refunded"
+# Internal event (never notified): the payments service refunds a paid order the buyer cancelled.
+REFUND_ON_CANCEL = "refund_workflow.order_cancel"
 
 EVENT_TYPES = {
     OrderStatus.PENDING_PAYMENT: "created",
@@ -31,7 +34,7 @@ EVENT_TYPES = {
 
 
 class RefundRequired(Exception):
-    """A paid order can only be cancelled through a refund (wired by the payments workflow)."""
+    """A paid order can only be cancelled through a refund (`request_refund`)."""
 
 
 def _record(order: Order, actor: str, from_status: OrderStatus | None, reason: str, request_id: str) -> None:
@@ -72,6 +75,44 @@ def cancel_order(order: Order, actor: str, reason: str, request_id: str = "") ->
     order.transition(OrderStatus.CANCELLED, cancel_reason=reason or "cancelled_by_buyer")
     _record(order, actor, previous, order.cancel_reason, request_id)
     return order
+
+
+def request_refund(order: Order, actor: str, reason: str, request_id: str = "") -> Order:
+    """Cancelling a paid order refunds it first: ask the payments service, through the outbox, for
+    the full refund; the order stays paid until the refund settles (`cancel_refunded`). The
+    conditional UPDATE (a version bump while still paid) orders this against racing transitions."""
+    result = db.session.execute(
+        sa.update(Order).where(Order.id == order.id, Order.status == OrderStatus.PAID)
+        .values(version=Order.version + 1, updated_at=utcnow()).execution_options(synchronize_session=False)
+    )
+    db.session.expire(order)
+    if result.rowcount != 1:
+        raise IllegalTransition(order.status, OrderStatus.CANCELLED)
+    reason = reason or "cancelled_by_buyer"
+    db.session.add(OrderEvent(order_id=order.id, event_type="refund_requested", actor=actor, from_status="paid",
+                              to_status="paid", reason=reason, request_id=request_id))
+    db.session.add(OrderOutbox.new(REFUND_ON_CANCEL, order.order_uuid, {
+        "order_uuid": str(order.order_uuid), "buyer_uuid": str(order.buyer_uuid), "actor": actor,
+        "reason": reason, "total_amount": f"{order.total_amount:.2f}", "currency": order.currency,
+    }))
+    log.info("order %s: refund requested by %s before cancelling", order.order_uuid, actor)
+    return order
+
+
+def cancel_refunded(order_uuid: uuid.UUID, actor: str = SYSTEM_ACTOR) -> bool:
+    """paid → cancelled (`refunded`) once the order's payment is refunded in full. True also for an
+    order already cancelled: a re-run, or an order the timeout sweep cancelled before the money came
+    back (refund due). An order completed meanwhile stays completed (False)."""
+    order = db.session.scalars(sa.select(Order).where(Order.order_uuid == order_uuid)).first()
+    if order is None or order.status is not OrderStatus.PAID:
+        return order is not None and order.status is OrderStatus.CANCELLED
+    try:
+        order.transition(OrderStatus.CANCELLED, cancel_reason=REFUNDED)
+    except IllegalTransition:
+        return order.status is OrderStatus.CANCELLED
+    _record(order, actor, OrderStatus.PAID, REFUNDED, "")
+    log.info("order %s cancelled: %s", order_uuid, REFUNDED)
+    return True
 
 
 def complete_order(order: Order, actor: str, request_id: str = "") -> Order:

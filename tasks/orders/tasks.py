@@ -36,6 +36,17 @@ def mark_paid(self, order_uuid: str, payment_method: str, paid_at: str) -> bool:
     return paid
 
 
+@shared_task(name="orders.on_refunded", **TASK_OPTIONS)
+def on_refunded(self, fully_refunded: bool, order_uuid: str) -> bool:
+    """After `payments.settle_refund`: a payment refunded in full cancels its paid order."""
+    if not fully_refunded:
+        return False
+    with transient_retries(self):
+        cancelled = actions.cancel_refunded(uuid.UUID(order_uuid))
+        db.session.commit()
+    return cancelled
+
+
 @shared_task(name="orders.relay_outbox", **TASK_OPTIONS)
 def relay_outbox(self) -> int:
     with transient_retries(self):

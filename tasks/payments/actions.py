@@ -8,6 +8,7 @@ payment but never loses it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import uuid
 from decimal import Decimal
@@ -19,7 +20,9 @@ from models import (
     Payment, PaymentCallback, PaymentOutbox, PaymentStatus, ReviewStatus, RiskAssessment, RiskDecision, db, utcnow,
 )
 from tasks.errors import PermanentError
-from tasks.payments.providers import CallbackEvent, ChargeRequest, Outcome, Provider
+from tasks.payments.providers import (
+    CallbackEvent, ChargeRequest, ChargeState, Outcome, Provider, ProviderRejected, ProviderUnavailable,
+)
 
 log = logging.getLogger(__name__)
 # Internal kick-off events: a prefix no notification subscriber of "payment." matches.
@@ -27,6 +30,9 @@ START, CHARGE, CAPTURE = "payment_workflow.start", "payment_workflow.charge", "p
 FROM_PENDING = frozenset({PaymentStatus.PENDING})
 FROM_REVIEW = frozenset({PaymentStatus.REVIEW})
 FROM_PROCESSING = frozenset({PaymentStatus.PROCESSING})
+# Captured already: a later success notice (a re-run, or a provider's "finished" after a refund) changes nothing.
+CAPTURED = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED})
+EXPIRABLE = frozenset({PaymentStatus.PENDING, PaymentStatus.REVIEW})
 
 
 class PaymentInFlight(Exception):
@@ -110,21 +116,55 @@ def decide(payment_id: int, provider: Provider) -> str:
     return assessment.decision.value
 
 
+def _charge_request(payment: Payment) -> ChargeRequest:
+    return ChargeRequest(payment.id, str(payment.payment_uuid), payment.amount, payment.currency,
+                         expires_at=payment.expires_at)
+
+
 def charge(payment_id: int, provider: Provider, sources: frozenset[PaymentStatus]) -> bool:
-    """Ask the provider to charge, then record `processing`. The provider call comes first, as with a
-    real provider; its idempotency key makes a repeated call the same charge."""
+    """Ask the provider to charge, then record `processing` with its answer. The provider call comes
+    first, as with a real provider; its idempotency key makes a repeated call the same charge.
+
+    A provider that cannot be reached may still have taken the charge, so the payment becomes
+    `processing` without an answer (committed here, before the error propagates and the task
+    retries) and is never assumed failed: a retry sends the same charge again, and reconciliation
+    asks the provider about whatever is left undecided.
+    """
     payment = db.session.get(Payment, payment_id)
-    if payment is None or payment.status not in sources:
+    if payment is None:
         return False
-    result = provider.charge(ChargeRequest(payment.id, str(payment.payment_uuid), payment.amount, payment.currency))
-    if Payment.move(payment_id, PaymentStatus.PROCESSING, sources, provider_reference=result.reference,
-                    payment_data=result.payment_data):
+    unanswered = payment.status is PaymentStatus.PROCESSING and not payment.payment_data
+    if payment.status not in sources and not unanswered:
+        return False
+    try:
+        result = provider.charge(_charge_request(payment))
+    except ProviderUnavailable:
+        if Payment.move(payment_id, PaymentStatus.PROCESSING, sources):
+            db.session.commit()
+        raise
+    except ProviderRejected as exc:
+        log.warning("payment %s: the provider refused the charge: %s", payment.payment_uuid, exc)
+        _move(payment_id, PaymentStatus.FAILED, sources | FROM_PROCESSING, failure_reason="payment_declined")
+        return False
+    answer = {"provider_reference": result.reference, "payment_data": result.payment_data}
+    if Payment.move(payment_id, PaymentStatus.PROCESSING, sources, **answer):
+        return True
+    if unanswered and _record_answer(payment_id, PaymentStatus.PROCESSING, **answer):
         return True
     # Cancelled meanwhile, but the provider has the charge: keep its reference so its callback is
     # recognised (and the money flagged for refund by `capture`).
     db.session.execute(sa.update(Payment).where(Payment.id == payment_id, Payment.provider_reference.is_(None))
                        .values(provider_reference=result.reference))
     return False
+
+
+def _record_answer(payment_id: int, status: PaymentStatus, provider_reference: str, payment_data: dict) -> bool:
+    return db.session.execute(
+        sa.update(Payment).where(Payment.id == payment_id, Payment.status == status)
+        .values(provider_reference=provider_reference, payment_data_json=json.dumps(payment_data, sort_keys=True),
+                updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
 
 
 def review(assessment: RiskAssessment, admin_uuid: uuid.UUID, approve: bool) -> None:
@@ -185,7 +225,7 @@ def capture(payment_id: int) -> bool:
     if _move(payment_id, PaymentStatus.SUCCEEDED, paid_at=utcnow()) is not None:
         return True
     payment = db.session.get(Payment, payment_id, populate_existing=True)
-    if payment.status is PaymentStatus.SUCCEEDED:
+    if payment.status in CAPTURED:
         return True
     if not payment.refund_due:
         payment.refund_due = True
@@ -209,13 +249,49 @@ def settle_capture(order_paid: bool, payment_id: int) -> bool:
 
 
 def expire_pending(batch: int) -> int:
-    """Expire pending payments past `expires_at`, each by a conditional UPDATE (a payment moving on
-    at the same moment no longer matches)."""
-    ids = db.session.scalars(sa.select(Payment.id).where(Payment.status == PaymentStatus.PENDING,
+    """Expire pending payments, and payments still held for review, past `expires_at`, each by a
+    conditional UPDATE (a payment moving on at the same moment no longer matches). A payment that
+    reached the provider (`processing`) never expires: reconciliation settles it."""
+    ids = db.session.scalars(sa.select(Payment.id).where(Payment.status.in_(EXPIRABLE),
                                                          Payment.expires_at <= utcnow())
                              .order_by(Payment.id).limit(batch)).all()
-    return sum(_move(pid, PaymentStatus.EXPIRED, FROM_PENDING, failure_reason="payment_expired")
+    return sum(_move(pid, PaymentStatus.EXPIRED, EXPIRABLE, failure_reason="payment_expired")
                is not None for pid in ids)
+
+
+def unsettled(older_than_seconds: int, batch: int) -> list[int]:
+    """Payments `processing` for longer than the threshold: their callback is late, lost or never
+    coming, or their charge got no answer. Oldest first."""
+    cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
+    return list(db.session.scalars(sa.select(Payment.id).where(
+        Payment.status == PaymentStatus.PROCESSING, Payment.updated_at <= cutoff)
+        .order_by(Payment.updated_at, Payment.id).limit(batch)).all())
+
+
+def reconcile(payment_id: int, provider: Provider) -> str:
+    """Settle one `processing` payment by asking its provider; what it answers goes through the same
+    path as a callback (`receive_callback`, deduplicated by a per-charge event id), so a reconcile
+    racing the real callback captures once. Returns what was found; commits itself."""
+    payment = db.session.get(Payment, payment_id, populate_existing=True)
+    if payment is None or payment.status is not PaymentStatus.PROCESSING:
+        return "settled"
+    if not payment.payment_data:  # the charge itself got no answer: send it again (same charge)
+        charge(payment_id, provider, frozenset())
+        db.session.commit()
+        return "charge_resent"
+    found = provider.query(_charge_request(payment), payment.provider_reference)
+    if found.state in (ChargeState.SUCCEEDED, ChargeState.DECLINED):
+        outcome = Outcome.SUCCEEDED if found.state is ChargeState.SUCCEEDED else Outcome.DECLINED
+        event = CallbackEvent(event_id=f"query:{payment.provider_reference}", reference=payment.provider_reference,
+                              outcome=outcome, amount=found.amount if found.amount is not None else payment.amount)
+        raw = json.dumps({"source": "reconciliation", "state": found.state.value, "amount": f"{event.amount:.2f}"})
+        receive_callback(provider.name, event, raw.encode())
+    elif found.state is ChargeState.CLOSED:
+        _move(payment_id, PaymentStatus.FAILED, FROM_PROCESSING, failure_reason="provider_closed")
+    else:  # still undecided at the provider: ask again after another threshold, not on every sweep
+        _record_answer(payment_id, PaymentStatus.PROCESSING, payment.provider_reference, payment.payment_data)
+    db.session.commit()
+    return found.state.value
 
 
 def stalled(older_than_seconds: int, batch: int) -> list[int]:

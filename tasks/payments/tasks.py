@@ -13,7 +13,7 @@ from models import Payment, PaymentOutbox, db
 from tasks import outbox, workflows
 from tasks.errors import PermanentError, TransientError
 from tasks.payments import actions
-from tasks.payments.providers import Provider, get_provider
+from tasks.payments.providers import Provider, ProviderNotConfigured, ProviderUnavailable, get_provider
 from tasks.payments.providers.sandbox import SIGNATURE_HEADER, SandboxProvider
 from tasks.retries import TASK_OPTIONS, transient_retries
 from tasks.risk.actions import enabled_policies
@@ -133,3 +133,25 @@ def redrive_stalled_payments(self) -> int:
             log.warning("payment %s stalled: re-driving its workflow", payment_id)
             drive(self, payment_id)
     return len(stalled)
+
+
+@shared_task(name="payments.reconcile_payments", **TASK_OPTIONS)
+def reconcile_payments(self) -> dict[str, int]:
+    """Ask the providers about payments `processing` for too long (a lost or late callback, a charge
+    that timed out). One payment's trouble never blocks the rest; an unreachable provider is asked
+    again on the next sweep. Returns how many of each answer were found."""
+    found: dict[str, int] = {}
+    with transient_retries(self):
+        unsettled = actions.unsettled(current_app.config["CFMP_SETTINGS"].payment_reconcile_after, SWEEP_BATCH)
+    for payment_id in unsettled:
+        payment = db.session.get(Payment, payment_id)
+        try:
+            answer = actions.reconcile(payment_id, _provider(self, payment.payment_method))
+        except (ProviderUnavailable, ProviderNotConfigured, KeyError, actions.UnknownReference) as exc:
+            db.session.rollback()
+            answer = "unreachable" if isinstance(exc, ProviderUnavailable) else "unmatched"
+            log.warning("payment %s not reconciled (%s): %r", payment.payment_uuid, answer, exc)
+        else:
+            log.info("payment %s reconciled: the provider says %s", payment.payment_uuid, answer)
+        found[answer] = found.get(answer, 0) + 1
+    return found

@@ -79,12 +79,17 @@ def test_complete_needs_a_paid_order(stack, buyer, seller):
     assert stack.api(buyer.token).post(f"/api/orders/{order['order_uuid']}/cancel/", {}).status == 409
 
 
-def test_cancelling_a_paid_order_needs_a_refund(stack, buyer, seller):
+def test_cancelling_a_paid_order_asks_for_a_refund_first(stack, buyer, seller):
+    """202 with the order still paid; it is cancelled once the refund settles (tests/payments/test_refund*)."""
     order = create(stack, buyer, seller)
     force_status(stack, order["order_uuid"], "paid")
-    reply = stack.api(buyer.token).post(f"/api/orders/{order['order_uuid']}/cancel/", {})
-    assert reply.status == 409 and reply.json["error"] == "refund_required"
+    reply = stack.api(buyer.token).post(f"/api/orders/{order['order_uuid']}/cancel/", {"reason": "changed my mind"})
+    assert reply.status == 202 and reply.json["status"] == "paid"
     assert stack.api(buyer.token).get(f"/api/orders/{order['order_uuid']}/").json["status"] == "paid"
+    [requested] = [e for e in stack.api(buyer.token).get(f"/api/orders/{order['order_uuid']}/events/").json["results"]
+                   if e["event_type"] == "refund_requested"]
+    assert (requested["actor"], requested["reason"]) == (str(buyer.uuid), "changed my mind")
+    assert stack.api(seller.token).post(f"/api/orders/{order['order_uuid']}/cancel/", {}).status == 403
 
 
 def test_only_the_buyer_changes_an_order(stack, buyer, seller):

@@ -83,3 +83,27 @@ def set_params(stack, name: str, params: str) -> None:
     with stack.apps["payments"].app_context():
         db.session.execute(sa.update(SecurityPolicy).where(SecurityPolicy.name == name).values(params_json=params))
         db.session.commit()
+
+
+def paid_order(stack, buyer, seller, price: str = "100.00") -> tuple[dict, dict]:
+    """An order paid through the sandbox: (order, succeeded payment)."""
+    order = new_order(stack, buyer, seller, price=price, quantity=1)
+    payment = wait_payment(stack, buyer, start_payment(stack, buyer, order)["payment_uuid"], "succeeded")
+    wait_for(lambda: order_status(stack, buyer, order["order_uuid"]) == "paid", what="the order paid")
+    return order, payment
+
+
+def refunds_of(stack, user, payment_uuid: str) -> list[dict]:
+    return stack.api(user.token).get(f"/api/payments/{payment_uuid}/refunds/?page_size=100").json["results"]
+
+
+def wait_refund(stack, user, payment_uuid: str, refund_uuid: str, status: str, timeout: float = 15) -> dict:
+    return wait_for(lambda: next((r for r in refunds_of(stack, user, payment_uuid)
+                                  if r["refund_uuid"] == refund_uuid and r["status"] == status), None),
+                    timeout=timeout, what=f"refund {status}")
+
+
+def inbox_about(stack, user, related_id: str) -> list[dict]:
+    """The user's notifications about `related_id`, read through the gateway."""
+    inbox = stack.api(user.token).get("/api/notifications/?page_size=100").json["results"]
+    return [n for n in inbox if n["related_id"] == related_id]

@@ -5,9 +5,12 @@ import gc
 import socket
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from werkzeug.serving import WSGIRequestHandler, make_server
+
+from common.serve import register_service
 
 POLL = 0.01  # serve_forever's poll interval: how long stop() waits at most
 
@@ -26,8 +29,12 @@ class ServedApp:
     port: int
     _server: object
     _thread: threading.Thread
+    registration: Any = None  # common.registry.Registration, when registered in Nacos
 
-    def stop(self) -> None:
+    def stop(self, deregister: bool = True) -> None:
+        """Deregister (unless `deregister=False`: a crash, Nacos is not told), then stop serving."""
+        if self.registration is not None:
+            self.registration.stop(deregister=deregister)
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -36,11 +43,15 @@ class ServedApp:
             proxy.close()
 
 
-def serve_in_thread(app, host: str = "127.0.0.1") -> ServedApp:
+def serve_in_thread(app, host: str = "127.0.0.1", register: dict[str, Any] | None = None) -> ServedApp:
+    """Serve `app` on a free port. With `register` (options such as `backoff`, possibly empty), a
+    service registers in Nacos as `cfmp serve` does, when its settings name a NACOS_SERVER."""
     server = make_server(host, 0, app, threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, args=(POLL,), name=f"wsgi-{server.port}", daemon=True)
     thread.start()
-    return ServedApp(app=app, url=f"http://{host}:{server.port}", port=server.port, _server=server, _thread=thread)
+    registration = None if register is None else register_service(app, server.port, **register)
+    return ServedApp(app=app, url=f"http://{host}:{server.port}", port=server.port, _server=server, _thread=thread,
+                     registration=registration)
 
 
 def closed_port() -> int:

@@ -3,8 +3,10 @@
 `charge` accepts the payment (the reference and idempotency key are derived from the payment, so a
 re-run is the same charge) and asks the payments pool to call back after `SANDBOX_CALLBACK_DELAY`
 seconds: a signed POST to `{PAYMENT_CALLBACK_BASE_URL}/api/payments/callback/sandbox/`.
-Outcomes by the amount's cents: `.13` is declined, `.66` never calls back (an unknown outcome, as a
-provider timing out), anything else succeeds. Signature: `X-Sandbox-Signature: t=<unix>,v1=<hex>`
+Outcomes by the amount's cents: `.13` is declined, `.66` never calls back and stays undecided when
+queried (an unknown outcome, as a provider timing out), `.77` succeeds but its callback is lost (only
+reconciliation's query finds out), anything else succeeds. Refunds answer at once: a refund whose
+amount ends in `.31` is refused, any other succeeds. Signature: `X-Sandbox-Signature: t=<unix>,v1=<hex>`
 with v1 = HMAC-SHA256(SANDBOX_SECRET, "<t>." + raw body); older than 5 minutes is refused.
 """
 from __future__ import annotations
@@ -18,21 +20,28 @@ from decimal import Decimal, InvalidOperation
 
 from common.settings import Settings
 from tasks.payments.providers import (
-    CallbackEvent, ChargeRequest, ChargeResult, InvalidCallback, Outcome, Scheduler,
+    CallbackEvent, ChargeRequest, ChargeResult, ChargeState, ChargeStatus, InvalidCallback, Outcome, RefundOutcome,
+    RefundRequest, RefundResult, Scheduler,
 )
 
 SIGNATURE_HEADER = "X-Sandbox-Signature"
 TOLERANCE = 300  # seconds a signed callback stays acceptable
 DECLINED_CENTS = 13
 SILENT_CENTS = 66
+LOST_CALLBACK_CENTS = 77
+REFUSED_REFUND_CENTS = 31
+
+
+def _cents(amount: Decimal) -> int:
+    return int((amount * 100) % 100)
 
 
 def outcome_for(amount: Decimal) -> Outcome | None:
     """What the sandbox will answer for `amount`; None means it never calls back."""
-    cents = int((amount * 100) % 100)
+    cents = _cents(amount)
     if cents == DECLINED_CENTS:
         return Outcome.DECLINED
-    if cents == SILENT_CENTS:
+    if cents in (SILENT_CENTS, LOST_CALLBACK_CENTS):
         return None
     return Outcome.SUCCEEDED
 
@@ -60,6 +69,22 @@ class SandboxProvider:
             "qr_code": f"sandbox://pay/{reference}",
             "notify_url": f"{base}/api/payments/callback/sandbox/",
         })
+
+    def query(self, request: ChargeRequest, reference: str) -> ChargeStatus:
+        if reference != reference_for(request.payment_uuid):
+            return ChargeStatus(ChargeState.CLOSED)
+        cents = _cents(request.amount)
+        if cents == SILENT_CENTS:
+            return ChargeStatus(ChargeState.PROCESSING)
+        if cents == DECLINED_CENTS:
+            return ChargeStatus(ChargeState.DECLINED, request.amount)
+        return ChargeStatus(ChargeState.SUCCEEDED, request.amount)
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        reference = f"sbr_{request.refund_uuid.replace('-', '')}"
+        if _cents(request.amount) == REFUSED_REFUND_CENTS:
+            return RefundResult(RefundOutcome.FAILED, reference, "sandbox_refund_refused")
+        return RefundResult(RefundOutcome.SUCCEEDED, reference)
 
     # --- the provider's side: the callback it sends -------------------------------------------------
     def callback_body(self, reference: str, amount: Decimal, currency: str) -> bytes:

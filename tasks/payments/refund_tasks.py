@@ -1,0 +1,92 @@
+"""Payments-pool refund tasks: thin wrappers over `tasks.payments.refunds` and the provider adapters.
+
+Kick-offs consume outbox events: `refund_workflow.start` (a refund was created), `refund_workflow.
+order_cancel` (the order service: the buyer cancelled a paid order) and `payment.refund_required`
+(money captured for an order that could not keep it). The workflow is `workflows.refund`.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from celery import shared_task
+from flask import current_app
+
+from models import db
+from tasks import workflows
+from tasks.errors import PermanentError
+from tasks.payments import refunds
+from tasks.payments.providers import get_provider
+from tasks.retries import TASK_OPTIONS, transient_retries
+
+log = logging.getLogger(__name__)
+SWEEP_BATCH = 200
+
+
+def _launch(task, refund_id: int, order_uuid: str) -> None:
+    workflows.launch(workflows.refund(task.app, refund_id, order_uuid))
+
+
+@shared_task(name="payments.start_refund", **TASK_OPTIONS)
+def start_refund(self, event: dict) -> None:
+    with transient_retries(self):
+        _launch(self, event["data"]["refund_id"], event["data"]["order_uuid"])
+
+
+@shared_task(name="payments.refund_cancelled_order", **TASK_OPTIONS)
+def refund_cancelled_order(self, event: dict) -> str | None:
+    data = event["data"]
+    actor = data.get("actor")
+    with transient_retries(self):
+        refund = refunds.refund_cancelled_order(uuid.UUID(data["order_uuid"]), data.get("reason", ""),
+                                                uuid.UUID(actor) if actor else None)
+        db.session.commit()
+    return str(refund.refund_uuid) if refund else None
+
+
+@shared_task(name="payments.refund_due_payment", **TASK_OPTIONS)
+def refund_due_payment(self, event: dict) -> str | None:
+    data = event["data"]
+    with transient_retries(self):
+        refund = refunds.refund_due(data["payment_id"], data.get("reason", ""))
+        db.session.commit()
+    return str(refund.refund_uuid) if refund else None
+
+
+@shared_task(name="payments.refund_at_provider", **TASK_OPTIONS)
+def refund_at_provider(self, refund_id: int) -> str:
+    """Ask the provider (idempotency key from the refund uuid, so a re-run is the same refund); an
+    unreachable provider (`ProviderUnavailable`) is retried, the refund stays processing meanwhile."""
+    with transient_retries(self):
+        call = refunds.provider_request(refund_id)
+        db.session.commit()  # `processing` is on record before the provider hears of it
+        if call is None:
+            return "decided"
+        method, request = call
+        try:
+            provider = get_provider(method, current_app.config["CFMP_SETTINGS"])
+        except KeyError:
+            raise PermanentError(f"no provider {method!r} for refund {refund_id}") from None
+        status = refunds.record_answer(refund_id, provider.refund(request))
+        db.session.commit()
+    return status.value
+
+
+@shared_task(name="payments.settle_refund", **TASK_OPTIONS)
+def settle_refund(self, refund_id: int) -> bool:
+    with transient_retries(self):
+        refunded = refunds.settle_refund(refund_id)
+        db.session.commit()
+    return refunded
+
+
+@shared_task(name="payments.redrive_stalled_refunds", **TASK_OPTIONS)
+def redrive_stalled_refunds(self) -> int:
+    """Refunds still pending or processing long after their last change lost a message, or wait on
+    a provider that answered "processing": run their workflow again (every step is idempotent)."""
+    with transient_retries(self):
+        stalled = refunds.stalled(current_app.config["CFMP_SETTINGS"].payment_redrive_after, SWEEP_BATCH)
+        for refund_id, order_uuid in stalled:
+            log.warning("refund %s stalled: re-driving its workflow", refund_id)
+            _launch(self, refund_id, order_uuid)
+    return len(stalled)

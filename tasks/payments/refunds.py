@@ -1,0 +1,213 @@
+"""What happens to refunds, as plain functions over the session; callers commit.
+
+A refund is created with its amount reserved on the payment (`models.refund.reserve`, one
+conditional UPDATE) and its workflow kick-off (`refund_workflow.start`) in one transaction. The
+workflow asks the provider (`provider_request` → the provider → `record_answer`), then settles
+(`settle_refund`): refund succeeded, the amount counted on the payment, the payment partially or
+fully refunded, and the public `refund.succeeded` event. A refused refund fails, gives its amount
+back and publishes `refund.failed`. Every step is a conditional UPDATE, so a re-run changes nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from models import Payment, PaymentOutbox, PaymentStatus, Refund, RefundStatus, db, utcnow
+from models.payment import REFUNDABLE
+from models.refund import OPEN, add_refunded, release, reserve
+from tasks.errors import PermanentError
+from tasks.payments.providers import RefundOutcome, RefundRequest, RefundResult
+
+log = logging.getLogger(__name__)
+START = "refund_workflow.start"  # internal: no subscriber of "refund." matches it
+# A payment cancelled, expired or failed here while the provider took its money (`refund_due`):
+# only the system refunds those, and their status stays as it is.
+CAPTURED_LATE = frozenset({PaymentStatus.CANCELLED, PaymentStatus.EXPIRED, PaymentStatus.FAILED})
+ATTEMPTS = 3  # a refund of "what is left" re-reads the remainder after losing a race, this often
+
+
+class NotRefundable(Exception):
+    def __init__(self, status: PaymentStatus):
+        super().__init__(f"a {status} payment cannot be refunded")
+        self.status = status
+
+
+class ExceedsRemainder(Exception):
+    def __init__(self, remainder: Decimal):
+        super().__init__(f"only {remainder:.2f} is left to refund")
+        self.remainder = remainder
+
+
+class NothingLeft(ExceedsRemainder):
+    """A refund of "what is left" when nothing is: the other refunds hold all the money."""
+
+
+def remainder(payment: Payment) -> Decimal:
+    return payment.amount - payment.refund_reserved
+
+
+def _refundable(due: bool):
+    condition = Payment.status.in_(REFUNDABLE)
+    if due:
+        condition = sa.or_(condition, sa.and_(Payment.refund_due.is_(True), Payment.status.in_(CAPTURED_LATE)))
+    return condition
+
+
+def _by_key(request_key: str | None) -> Refund | None:
+    if request_key is None:
+        return None
+    return db.session.scalars(sa.select(Refund).where(Refund.request_key == request_key)).first()
+
+
+def _event(refund: Refund, event_type: str) -> None:
+    """An outbox event about `refund`; the names are the ones the notification templates read."""
+    payment = db.session.get(Payment, refund.payment_id, populate_existing=True)
+    db.session.add(PaymentOutbox.new(event_type, refund.refund_uuid, {
+        "refund_id": refund.id, "refund_uuid": str(refund.refund_uuid), "payment_id": payment.id,
+        "payment_uuid": str(payment.payment_uuid), "order_uuid": str(payment.order_uuid),
+        "buyer_uuid": str(payment.user_uuid), "seller_uuid": str(payment.seller_uuid),
+        "amount": f"{refund.amount:.2f}", "currency": refund.currency, "status": refund.status.value,
+        "reason": refund.reason, "failure_reason": refund.failure_reason,
+        "payment_status": payment.status.value, "refunded_amount": f"{payment.refunded_amount:.2f}",
+    }))
+
+
+def create_refund(payment_id: int, amount: Decimal | None, reason: str, requested_by: uuid.UUID | None = None,
+                  request_key: str | None = None, due: bool = False) -> Refund:
+    """A pending refund of `amount` (None: all that is left) with its workflow kick-off, or the refund
+    already made under `request_key`. Raises NotRefundable or ExceedsRemainder, changing nothing.
+    `due` (system refunds only) also allows a `refund_due` payment cancelled, expired or failed here.
+    The checks here give clear errors; `reserve`'s conditional UPDATE is what enforces them."""
+    if (existing := _by_key(request_key)) is not None:
+        return existing
+    for _ in range(ATTEMPTS):
+        payment = db.session.get(Payment, payment_id, populate_existing=True)
+        if payment.status not in REFUNDABLE and not (due and payment.refund_due and payment.status in CAPTURED_LATE):
+            raise NotRefundable(payment.status)
+        left = remainder(payment)
+        if amount is None and left <= 0:
+            raise NothingLeft(left)
+        wanted = left if amount is None else amount
+        if wanted > left:
+            raise ExceedsRemainder(left)
+        if reserve(payment_id, wanted, _refundable(due)):
+            break
+        if (existing := _by_key(request_key)) is not None:  # made by a racing consumer meanwhile
+            return existing
+    else:
+        raise ExceedsRemainder(remainder(db.session.get(Payment, payment_id, populate_existing=True)))
+    refund = Refund(payment_id=payment_id, amount=wanted, currency=payment.currency, reason=reason,
+                    requested_by=requested_by, request_key=request_key, status=RefundStatus.PENDING)
+    db.session.add(refund)
+    try:
+        db.session.flush()
+    except IntegrityError:  # the same request_key won meanwhile (and holds the money, not us)
+        db.session.rollback()
+        return _by_key(request_key)
+    _event(refund, START)
+    log.info("refund %s of %s %s requested for payment %s (%s)", refund.refund_uuid, wanted, refund.currency,
+             payment.payment_uuid, request_key or requested_by)
+    return refund
+
+
+def provider_request(refund_id: int) -> tuple[str, RefundRequest] | None:
+    """pending → processing, and what to ask the provider (payment method, request); None when no
+    call is needed: the refund is decided, or the provider already said it succeeded."""
+    Refund.move(refund_id, RefundStatus.PROCESSING)
+    refund = db.session.get(Refund, refund_id, populate_existing=True)
+    if refund is None:
+        raise PermanentError(f"no refund {refund_id}")
+    if refund.status is not RefundStatus.PROCESSING or refund.provider_outcome == RefundOutcome.SUCCEEDED:
+        return None
+    payment = refund.payment
+    return payment.payment_method, RefundRequest(
+        refund_uuid=str(refund.refund_uuid), payment_uuid=str(payment.payment_uuid),
+        provider_reference=payment.provider_reference or "", amount=refund.amount,
+        payment_amount=payment.amount, currency=refund.currency, reason=refund.reason)
+
+
+def record_answer(refund_id: int, result: RefundResult) -> RefundStatus:
+    """Keep the provider's answer on a processing refund; a refusal fails it at once."""
+    if result.outcome is RefundOutcome.FAILED:
+        fail_refund(refund_id, result.detail or "refund_refused", result.reference or None)
+    else:
+        db.session.execute(
+            sa.update(Refund).where(Refund.id == refund_id, Refund.status == RefundStatus.PROCESSING)
+            .values(provider_outcome=result.outcome.value, provider_reference=result.reference or None,
+                    updated_at=utcnow())
+            .execution_options(synchronize_session=False))
+    return db.session.get(Refund, refund_id, populate_existing=True).status
+
+
+def fail_refund(refund_id: int, reason: str, reference: str | None = None) -> bool:
+    """pending/processing → failed, its amount given back and `refund.failed` recorded, once."""
+    if not Refund.move(refund_id, RefundStatus.FAILED, failure_reason=reason[:255],
+                       provider_outcome=RefundOutcome.FAILED.value, provider_reference=reference):
+        return False
+    refund = db.session.get(Refund, refund_id, populate_existing=True)
+    release(refund.payment_id, refund.amount)
+    _event(refund, "refund.failed")
+    log.warning("refund %s of %s %s failed: %s", refund.refund_uuid, refund.amount, refund.currency, reason)
+    return True
+
+
+def settle_refund(refund_id: int) -> bool:
+    """processing → succeeded once the provider said so: the amount is counted on the payment, which
+    becomes partially refunded or refunded, and `refund.succeeded` is recorded. A re-run changes
+    nothing. Answers whether the payment is now refunded in full (what `orders.on_refunded` needs)."""
+    if Refund.move(refund_id, RefundStatus.SUCCEEDED, Refund.provider_outcome == RefundOutcome.SUCCEEDED.value,
+                   refunded_at=utcnow()):
+        refund = db.session.get(Refund, refund_id, populate_existing=True)
+        add_refunded(refund.payment_id, refund.amount)  # locks the payment row until commit
+        payment = db.session.get(Payment, refund.payment_id, populate_existing=True)
+        if payment.status in REFUNDABLE:  # a late capture (cancelled payment) keeps its status
+            full = payment.refunded_amount >= payment.amount
+            target = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
+            if target is not payment.status:
+                Payment.move(payment.id, target)
+        _event(refund, "refund.succeeded")
+        log.info("refund %s of %s %s succeeded (payment %s)", refund.refund_uuid, refund.amount, refund.currency,
+                 payment.payment_uuid)
+    refund = db.session.get(Refund, refund_id)
+    if refund is None:
+        raise PermanentError(f"no refund {refund_id}")
+    return db.session.get(Payment, refund.payment_id, populate_existing=True).status is PaymentStatus.REFUNDED
+
+
+def stalled(older_than_seconds: int, batch: int) -> list[tuple[int, str]]:
+    """(refund id, order uuid) of refunds pending or processing, untouched for too long."""
+    cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
+    rows = db.session.execute(
+        sa.select(Refund.id, Payment.order_uuid).join(Payment, Refund.payment_id == Payment.id)
+        .where(Refund.status.in_(OPEN), Refund.updated_at <= cutoff).order_by(Refund.id).limit(batch)).all()
+    return [(refund_id, str(order_uuid)) for refund_id, order_uuid in rows]
+
+
+def refund_cancelled_order(order_uuid: uuid.UUID, reason: str, requested_by: uuid.UUID | None) -> Refund | None:
+    """The buyer cancelled a paid order: refund all that is left of its payment, once per order."""
+    payment = db.session.scalars(sa.select(Payment).where(Payment.order_uuid == order_uuid,
+                                                          Payment.status.in_(REFUNDABLE))).first()
+    if payment is None:
+        log.warning("order %s cancelled but it has no refundable payment", order_uuid)
+        return None
+    return _system_refund(payment, reason or "order_cancelled", f"order-cancel:{order_uuid}", requested_by)
+
+
+def refund_due(payment_id: int, reason: str) -> Refund | None:
+    """Money captured for an order that could not keep it: refund all of it, once per payment."""
+    payment = db.session.get(Payment, payment_id)
+    return _system_refund(payment, reason or "refund_due", f"refund-due:{payment.payment_uuid}", None, due=True)
+
+
+def _system_refund(payment: Payment, reason: str, request_key: str, requested_by: uuid.UUID | None,
+                   due: bool = False) -> Refund | None:
+    try:
+        return create_refund(payment.id, None, reason, requested_by, request_key, due)
+    except (NotRefundable, ExceedsRemainder) as exc:  # refunded already, or by other refunds in flight
+        log.info("no refund %s for payment %s: %s", request_key, payment.payment_uuid, exc)
+        return None

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test migrate clean
+.PHONY: install run test migrate clean bench
 
 install: $(STAMP)
 
@@ -24,6 +24,14 @@ run: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (bench/, issue 7): real processes on scratch MariaDB databases (cfmp_test_bench_*, via the
+# cfmp_test user) and a private Redis key prefix; wrk is installed from Debian when missing. Results in
+# bench/results/. Not part of `make test`.
+bench: install
+	$(PY) -m pip install --disable-pip-version-check -q -r bench/requirements.txt
+	$(PY) -m bench.api $(BENCH_API_ARGS)
+	$(PY) -m bench.workflow $(BENCH_WORKFLOW_ARGS)
 
 migrate: install
 	$(VENV)/bin/cfmp db upgrade

@@ -35,15 +35,34 @@ def _celery():
     return default_celery
 
 
-def publish(row: OutboxMixin) -> None:
-    """Send one task per subscriber; raises when the broker cannot take it."""
+def publish(row: OutboxMixin, producer=None) -> None:
+    """Send one task per subscriber; raises when the broker cannot take it. Give a `producer` to
+    send several rows over one pooled connection (`publish_all`)."""
     body = json.loads(row.payload)
     celery = _celery()
     for task_name in subscribers(row.event_type):
         # ignore_result: consumers record their outcome in their inbox; a publisher that asked for
         # results would subscribe to each one (a Redis pub/sub connection per publishing thread).
         celery.send_task(task_name, args=[body], task_id=f"{row.event_id}:{task_name}", retry=False,
-                         ignore_result=True)
+                         ignore_result=True, producer=producer)
+
+
+def publish_all(rows: list[OutboxMixin], what: str) -> list[OutboxMixin]:
+    """Publish rows in order with one producer, stopping at the first the broker refuses (later
+    events wait for it, so order is kept); returns the rows published."""
+    published: list[OutboxMixin] = []
+    if not rows:
+        return published
+    with _celery().producer_or_acquire() as producer:
+        for row in rows:
+            try:
+                publish(row, producer)
+            except Exception as exc:  # the broker is away: the relay will publish it later
+                log.warning("%s: %s %s not published (%s); the relay retries", what, row.event_type,
+                            row.event_id, exc)
+                break
+            published.append(row)
+    return published
 
 
 def _mark_published(connection, model, ids: list[int]) -> None:
@@ -59,14 +78,8 @@ def _collect(session: Session, _flush_context) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _publish_committed(session: Session) -> None:
-    rows = session.info.pop(_PENDING, [])
     by_model: dict[type, list[int]] = {}
-    for row in rows:
-        try:
-            publish(row)
-        except Exception as exc:  # the broker is away: the relay will publish it later
-            log.warning("outbox: %s %s left for the relay: %s", row.event_type, row.event_id, exc)
-            break  # keep order: later events wait for this one
+    for row in publish_all(session.info.pop(_PENDING, []), "outbox"):
         by_model.setdefault(type(row), []).append(row.id)
     for model, ids in by_model.items():
         with session.get_bind(mapper=sa.inspect(model)).begin() as connection:
@@ -85,14 +98,7 @@ def relay(session: Session, model: type[OutboxMixin], batch: int = RELAY_BATCH) 
         .where(model.published_at.is_(None), model.created_at <= utcnow() - RELAY_GRACE)
         .order_by(model.id).limit(batch)
     ).all()
-    published = []
-    for row in rows:
-        try:
-            publish(row)
-        except Exception as exc:
-            log.warning("outbox relay: broker refused %s (%s); will retry", row.event_id, exc)
-            break
-        published.append(row.id)
+    published = [row.id for row in publish_all(list(rows), "outbox relay")]
     if published:
         session.execute(sa.update(model).where(model.id.in_(published)).values(published_at=utcnow(),
                                                                               attempts=model.attempts + 1))

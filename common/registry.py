@@ -190,6 +190,9 @@ class Registration:
         self.backoff = backoff
         self._probe = probe
         self._stop = threading.Event()
+        # Held around each call to Nacos and the final deregister: an attempt in flight when `stop`
+        # comes finishes first, and none starts after, so no register lands after the deregister.
+        self._calls = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"nacos-{instance.service}", daemon=True)
         self.registered = False  # registered, and no failure since
         self.ever_registered = False
@@ -228,12 +231,15 @@ class Registration:
             self.paused = False
         just_registered = False
         try:
-            if not self.registered:
-                self.registry.register(self.instance)
-                log.info("%s %s in Nacos at %s", "re-registered" if self.ever_registered else "registered",
-                         self.instance, self.registry.server)
-                self.registered = self.ever_registered = just_registered = True
-            beat = self.registry.beat(self.instance)
+            with self._calls:
+                if self._stop.is_set():
+                    return 0.0  # stopping: the loop ends without touching Nacos again
+                if not self.registered:
+                    self.registry.register(self.instance)
+                    log.info("%s %s in Nacos at %s", "re-registered" if self.ever_registered else "registered",
+                             self.instance, self.registry.server)
+                    self.registered = self.ever_registered = just_registered = True
+                beat = self.registry.beat(self.instance)
         except RegistryError as exc:
             self.failures += 1
             self.registered = False  # whatever Nacos lost meanwhile, register again once it is back
@@ -262,15 +268,16 @@ class Registration:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        if not (deregister and self.ever_registered):
-            return
-        try:
-            self.registry.deregister(self.instance)
-        except RegistryError as exc:
-            log.warning("could not deregister %s (%s); Nacos drops it 30 s after its last heartbeat",
-                        self.instance, exc)
-        else:
-            log.info("deregistered %s from Nacos", self.instance)
+        with self._calls:
+            if not (deregister and self.ever_registered):
+                return
+            try:
+                self.registry.deregister(self.instance)
+            except RegistryError as exc:
+                log.warning("could not deregister %s (%s); Nacos drops it 30 s after its last heartbeat",
+                            self.instance, exc)
+            else:
+                log.info("deregistered %s from Nacos", self.instance)
 
 
 def register(settings: Settings, service: str, port: int, metadata: Mapping[str, str], *,

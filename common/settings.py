@@ -159,6 +159,8 @@ class Settings:
     payment_reconcile_after: int = 60
     payment_callback_base_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['gateway']}"
     sandbox_secret: str = DEV_SANDBOX_SECRET
+    # The sandbox "succeeds" by itself: on by default outside production, off in production unless asked.
+    sandbox_enabled: bool = True
     sandbox_callback_delay: float = 1.0
     # Real providers; None = not configured (the method is refused). Key files are PEM or base64 DER.
     alipay_app_id: str | None = None
@@ -297,7 +299,8 @@ class Settings:
             payment_reconcile_after=_int("PAYMENT_RECONCILE_AFTER", env.get("PAYMENT_RECONCILE_AFTER", "60"), 1),
             payment_callback_base_url=_url("PAYMENT_CALLBACK_BASE_URL", env.get(
                 "PAYMENT_CALLBACK_BASE_URL", f"http://127.0.0.1:{ports['gateway']}"), ("http", "https")).rstrip("/"),
-            sandbox_secret=env.get("SANDBOX_SECRET", DEV_SANDBOX_SECRET),
+            sandbox_secret=env.get("SANDBOX_SECRET") or DEV_SANDBOX_SECRET,
+            sandbox_enabled=_bool("SANDBOX_ENABLED", env.get("SANDBOX_ENABLED") or str(mode != "production")),
             sandbox_callback_delay=_float("SANDBOX_CALLBACK_DELAY", env.get("SANDBOX_CALLBACK_DELAY", "1")),
             alipay_app_id=alipay["ALIPAY_APP_ID"],
             alipay_private_key_file=alipay["ALIPAY_PRIVATE_KEY_FILE"],
@@ -327,6 +330,8 @@ class Settings:
         )
         if mode == "production" and embedded:
             raise SettingsError(f"{embedded[0]}: required when ENV=production (embedded default in use)")
+        if mode == "production" and settings.sandbox_enabled and settings.sandbox_secret == DEV_SANDBOX_SECRET:
+            raise SettingsError("SANDBOX_SECRET: required when SANDBOX_ENABLED in ENV=production (the default is public)")
         return settings
 
     def replace(self, **changes) -> Settings:

@@ -198,7 +198,10 @@ def receive_callback(provider_name: str, event: CallbackEvent, raw: bytes) -> bo
     Declines fail the payment here; successes enqueue the capture workflow through the outbox, in
     the same transaction as the dedupe row. Commits itself: the UNIQUE insert *is* the decision.
     """
-    payment = db.session.scalars(sa.select(Payment).where(Payment.provider_reference == event.reference)).first()
+    # A provider speaks only for its own charges: a callback verified with one provider's key never
+    # settles a payment made with another, whatever reference it names.
+    payment = db.session.scalars(sa.select(Payment).where(Payment.provider_reference == event.reference,
+                                                          Payment.payment_method == provider_name)).first()
     if payment is None or payment.amount != event.amount:
         raise UnknownReference(event.reference)
     db.session.add(PaymentCallback(provider=provider_name, event_id=event.event_id, provider_reference=event.reference,
@@ -240,6 +243,10 @@ def settle_capture(order_paid: bool, payment_id: int) -> bool:
     if order_paid:
         return True
     payment = db.session.get(Payment, payment_id)
+    if payment.status is PaymentStatus.REFUNDED:  # a refund overtook mark_paid: the money is back already
+        log.info("payment %s refunded in full before order %s was paid: no refund due", payment.payment_uuid,
+                 payment.order_uuid)
+        return False
     if not payment.refund_due:
         payment.refund_due = True
         _event(payment, "payment.refund_required", reason="order_not_payable")
@@ -268,6 +275,12 @@ def unsettled(older_than_seconds: int, batch: int) -> list[int]:
         .order_by(Payment.updated_at, Payment.id).limit(batch)).all())
 
 
+def postpone(payment_id: int) -> None:
+    """Send a `processing` payment to the back of the reconciliation queue (`unsettled` is oldest first)."""
+    db.session.execute(sa.update(Payment).where(Payment.id == payment_id, Payment.status == PaymentStatus.PROCESSING)
+                       .values(updated_at=utcnow()).execution_options(synchronize_session=False))
+
+
 def reconcile(payment_id: int, provider: Provider) -> str:
     """Settle one `processing` payment by asking its provider; what it answers goes through the same
     path as a callback (`receive_callback`, deduplicated by a per-charge event id), so a reconcile
@@ -276,7 +289,7 @@ def reconcile(payment_id: int, provider: Provider) -> str:
     if payment is None or payment.status is not PaymentStatus.PROCESSING:
         return "settled"
     if not payment.payment_data:  # the charge itself got no answer: send it again (same charge)
-        charge(payment_id, provider, frozenset())
+        charge(payment_id, provider, FROM_PROCESSING)
         db.session.commit()
         return "charge_resent"
     found = provider.query(_charge_request(payment), payment.provider_reference)
@@ -289,7 +302,7 @@ def reconcile(payment_id: int, provider: Provider) -> str:
     elif found.state is ChargeState.CLOSED:
         _move(payment_id, PaymentStatus.FAILED, FROM_PROCESSING, failure_reason="provider_closed")
     else:  # still undecided at the provider: ask again after another threshold, not on every sweep
-        _record_answer(payment_id, PaymentStatus.PROCESSING, payment.provider_reference, payment.payment_data)
+        postpone(payment_id)
     db.session.commit()
     return found.state.value
 

@@ -13,7 +13,7 @@ from models import Payment, PaymentOutbox, db
 from tasks import outbox, workflows
 from tasks.errors import PermanentError, TransientError
 from tasks.payments import actions
-from tasks.payments.providers import Provider, ProviderNotConfigured, ProviderUnavailable, get_provider
+from tasks.payments.providers import Provider, ProviderUnavailable, get_provider
 from tasks.payments.providers.sandbox import SIGNATURE_HEADER, SandboxProvider
 from tasks.retries import TASK_OPTIONS, transient_retries
 from tasks.risk.actions import enabled_policies
@@ -147,10 +147,12 @@ def reconcile_payments(self) -> dict[str, int]:
         payment = db.session.get(Payment, payment_id)
         try:
             answer = actions.reconcile(payment_id, _provider(self, payment.payment_method))
-        except (ProviderUnavailable, ProviderNotConfigured, KeyError, actions.UnknownReference) as exc:
+        except Exception as exc:  # noqa: BLE001  one payment's trouble never stops the sweep
             db.session.rollback()
-            answer = "unreachable" if isinstance(exc, ProviderUnavailable) else "unmatched"
+            answer = "unreachable" if isinstance(exc, ProviderUnavailable) else "unsettled"
             log.warning("payment %s not reconciled (%s): %r", payment.payment_uuid, answer, exc)
+            actions.postpone(payment_id)  # to the back of the queue: asked again after the threshold
+            db.session.commit()
         else:
             log.info("payment %s reconciled: the provider says %s", payment.payment_uuid, answer)
         found[answer] = found.get(answer, 0) + 1

@@ -18,6 +18,7 @@ from tasks.payments.providers import (
 )
 from tests.payments.conftest import new_order, order_status, payment_status, start_payment, wait_payment
 from tests.payments.test_payment_flow import events_of
+from tasks.payments.providers.sandbox import SIGNATURE_HEADER, SandboxProvider
 from tests.support.alipay_double import AlipayDouble
 from tests.support.doubles import key_pair, settings_of
 from tests.support.servers import closed_port
@@ -252,3 +253,18 @@ def test_without_settings_alipay_is_refused(pay, buyer, seller):
         callback = pay.api().post(f"/api/payments/callback/{method}/", raw=b"notify_id=1&sign=x", headers=FORM)
         assert (callback.status, callback.json["error"]) == (404, "provider_not_configured")
     assert pay.api(buyer.token).get("/api/payments/").json["count"] == 0
+
+
+def test_a_callback_signed_by_another_provider_cannot_settle_an_alipay_payment(paying, pay, buyer, seller):
+    """The sandbox's secret signs only sandbox charges: naming an Alipay trade in a sandbox callback
+    (the reference is shown to the payer) is an unknown charge, and nothing changes."""
+    order = new_order(pay, buyer, seller)
+    payment = start_payment(pay, buyer, order, "alipay")
+    wait_for(lambda: pay.api(buyer.token).get(f"/api/payments/{payment['payment_uuid']}/").json["payment_data"]
+             .get("qr_code"), what="the charge answered")
+    sandbox = SandboxProvider(pay.settings)
+    raw = sandbox.callback_body(uuid.UUID(payment["payment_uuid"]).hex, Decimal(payment["amount"]), "CNY")
+    forged = pay.api().post("/api/payments/callback/sandbox/", raw=raw, headers={SIGNATURE_HEADER: sandbox.sign(raw)})
+    assert (forged.status, forged.json["error"]) == (404, "unknown_charge")
+    assert pay.api(buyer.token).get(f"/api/payments/{payment['payment_uuid']}/").json["status"] == "processing"
+    assert order_status(pay, buyer, order["order_uuid"]) == "pending_payment"

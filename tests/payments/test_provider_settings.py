@@ -85,3 +85,18 @@ def test_a_key_file_that_holds_no_key_is_not_configured(pair, tmp_path):
     with pytest.raises(ProviderNotConfigured, match="^WECHAT_PAY_PRIVATE_KEY_FILE:"):
         get_provider("wechat_pay", settings)
     assert not is_configured("alipay", settings) and not is_configured("wechat_pay", settings)
+
+
+def test_the_sandbox_is_off_in_production_unless_asked_for_and_then_needs_its_own_secret():
+    full = {f"{s}_DB_URL": f"mysql+pymysql://u:p@db/{s.lower()}" for s in ("ORDER", "PAYMENT", "NOTIFICATION")}
+    production = {"ENV": "production", "CELERY_BROKER_URL": "redis://r:6379/0", "JWT_SECRET": "x" * 32, **full}
+    assert is_configured("sandbox", from_env())  # development: on
+    settings = from_env(**production)
+    assert not settings.sandbox_enabled and not is_configured("sandbox", settings)
+    with pytest.raises(ProviderNotConfigured, match="SANDBOX_ENABLED"):
+        get_provider("sandbox", settings)
+    with pytest.raises(SettingsError, match="^SANDBOX_SECRET:"):  # the development secret is public
+        from_env(**production, SANDBOX_ENABLED="true")
+    staged = from_env(**production, SANDBOX_ENABLED="true", SANDBOX_SECRET="s" * 32)
+    assert is_configured("sandbox", staged)
+    assert not is_configured("sandbox", from_env(SANDBOX_ENABLED="false"))

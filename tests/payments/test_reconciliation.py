@@ -74,3 +74,21 @@ def test_a_payment_held_for_review_past_its_window_expires_and_can_no_longer_be_
     assert order_status(pay, buyer, order["order_uuid"]) == "pending_payment"
     again = start_payment(pay, buyer, order)  # the order is free for another attempt
     assert again["status"] == "pending"
+
+
+def test_a_payment_that_cannot_be_reconciled_goes_to_the_back_and_the_rest_are_settled(pay, worker, settings, buyer,
+                                                                                         seller):
+    stuck_order = new_order(pay, buyer, seller, price="100.66", quantity=1)
+    stuck = wait_payment(pay, buyer, start_payment(pay, buyer, stuck_order)["payment_uuid"], "processing")
+    with pay.apps["payments"].app_context():  # its provider is not configured on this worker: asking it fails
+        db.session.execute(sa.update(Payment).where(Payment.payment_uuid == uuid.UUID(stuck["payment_uuid"]))
+                           .values(payment_method="wechat_pay"))
+        db.session.commit()
+    lost_order = new_order(pay, buyer, seller, price="100.77", quantity=1)
+    lost = wait_payment(pay, buyer, start_payment(pay, buyer, lost_order)["payment_uuid"], "processing")
+    backdate(pay, stuck["payment_uuid"], settings.payment_reconcile_after + 10)  # the oldest: asked first
+    backdate(pay, lost["payment_uuid"], settings.payment_reconcile_after + 5)
+    assert reconcile(worker) == {"unsettled": 1, "succeeded": 1}
+    wait_payment(pay, buyer, lost["payment_uuid"], "succeeded")
+    assert reconcile(worker) == {}  # the failing one went to the back of the queue, not round again at once
+    assert pay.api(buyer.token).get(f"/api/payments/{stuck['payment_uuid']}/").json["status"] == "processing"

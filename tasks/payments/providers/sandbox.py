@@ -20,7 +20,8 @@ from decimal import Decimal, InvalidOperation
 
 from common.settings import Settings
 from tasks.payments.providers import (
-    CallbackEvent, ChargeRequest, ChargeResult, ChargeState, ChargeStatus, InvalidCallback, Outcome, RefundOutcome,
+    CallbackEvent, ChargeRequest, ChargeResult, ChargeState, ChargeStatus, InvalidCallback, Outcome,
+    ProviderNotConfigured, RefundOutcome,
     RefundRequest, RefundResult, Scheduler,
 )
 
@@ -46,6 +47,10 @@ def outcome_for(amount: Decimal) -> Outcome | None:
     return Outcome.SUCCEEDED
 
 
+def _is_unix_time(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 12
+
+
 def reference_for(payment_uuid: str) -> str:
     return f"sbx_{payment_uuid.replace('-', '')}"
 
@@ -54,6 +59,8 @@ class SandboxProvider:
     name = "sandbox"
 
     def __init__(self, settings: Settings, schedule: Scheduler | None = None):
+        if not settings.sandbox_enabled:
+            raise ProviderNotConfigured("the sandbox is off (SANDBOX_ENABLED; off by default in production)")
         self.settings = settings
         self.schedule = schedule
 
@@ -102,12 +109,13 @@ class SandboxProvider:
     # --- our side: verifying what arrives -----------------------------------------------------------
     def verify_callback(self, headers: Mapping[str, str], raw: bytes) -> CallbackEvent:
         parts = dict(p.split("=", 1) for p in headers.get(SIGNATURE_HEADER, "").split(",") if "=" in p)
-        if not parts.get("t", "").isdigit() or "v1" not in parts:
+        # ASCII digits only, and few: "²".isdigit() and int() of 5000 digits would raise, not refuse.
+        if not _is_unix_time(parts.get("t", "")) or "v1" not in parts:
             raise InvalidCallback(f"missing or malformed {SIGNATURE_HEADER} header")
         if abs(time.time() - int(parts["t"])) > TOLERANCE:
             raise InvalidCallback("signature timestamp outside the tolerance")
         expected = self.sign(raw, int(parts["t"])).split("v1=", 1)[1]
-        if not hmac.compare_digest(expected, parts["v1"]):
+        if not hmac.compare_digest(expected.encode(), parts["v1"].encode()):  # bytes: any header text compares
             raise InvalidCallback("signature mismatch")
         try:
             body = json.loads(raw)

@@ -15,6 +15,8 @@ from gateway.discovery import NacosDiscovery, StaticDiscovery, weighted_order
 from tests.gateway.conftest import Lab, auth, lab  # noqa: F401  (real gateways and echo upstreams)
 from tests.gateway.servers import GATEWAY_SECRET, EchoServer, ServedGateway
 from tests.registry.conftest import FAST
+
+LIST_PATH = "/nacos/v1/ns/instance/list"
 from tests.support.nacos_double import NacosDouble
 from tests.support.waiting import wait_for
 
@@ -149,6 +151,9 @@ def test_an_empty_answer_is_trusted_only_after_the_grace(fleet: Fleet, clock, au
     assert ports_of(gateway, auth, 2) == [echo.server_port] * 2
 
     fleet.registrations[echo.server_port].stop()  # deregistered: Nacos answers no instance
+    listed = fleet.nacos.count("GET", LIST_PATH)
+    wait_for(lambda: fleet.nacos.count("GET", LIST_PATH) >= listed + 2, timeout=5,
+             what="the gateway to have asked Nacos since")  # so it has seen the empty answer
     assert ports_of(gateway, auth, 2) == [echo.server_port] * 2  # may be a Nacos that just restarted
     grace_clock[0] = 31
     wait_for(lambda: gateway.request("GET", "/api/orders/", headers=auth).status == 503, timeout=5,

@@ -63,8 +63,9 @@ class Order(TimestampMixin, db.Model):
 
     items = relationship("OrderItem", back_populates="order", order_by="OrderItem.id", lazy="selectin")
 
-    def transition(self, target: OrderStatus, **values) -> None:
-        """Move to `target` with a conditional UPDATE guarded by the status read.
+    def transition(self, target: OrderStatus, *conditions, **values) -> None:
+        """Move to `target` with a conditional UPDATE guarded by the status read (and `conditions`,
+        e.g. the version read, so a change that keeps the status still wins over this one).
 
         The UPDATE matches only while the row still has the status this instance saw, so of two
         racing requests exactly one wins; the loser gets IllegalTransition with the fresh status.
@@ -74,7 +75,7 @@ class Order(TimestampMixin, db.Model):
             raise IllegalTransition(current, target)
         result = db.session.execute(
             sa.update(Order)
-            .where(Order.id == self.id, Order.status == current)
+            .where(Order.id == self.id, Order.status == current, *conditions)
             .values(status=target, version=Order.version + 1, updated_at=utcnow(), **values)
             .execution_options(synchronize_session=False)
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import logging
 import uuid
 from decimal import Decimal
 
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.base import BigId, Money, TimestampMixin, db, utcnow
 from models.payment import Payment
 
+log = logging.getLogger(__name__)
 
 class RefundStatus(enum.StrEnum):
     PENDING = "pending"
@@ -57,9 +59,12 @@ class Refund(TimestampMixin, db.Model):
     currency: Mapped[str] = mapped_column(sa.String(3), default="CNY")
     reason: Mapped[str] = mapped_column(sa.String(255), default="")
     status: Mapped[RefundStatus] = mapped_column(default=RefundStatus.PENDING)
-    # Who asked (the payer or an admin); NULL when the system refunds on its own.
+    # Who asked (the seller or an admin; the buyer, by cancelling the order); NULL when the system
+    # refunds on its own.
     requested_by: Mapped[uuid.UUID | None]
-    # Makes a system-initiated refund happen once: `order-cancel:<order uuid>`, `refund-due:<payment uuid>`.
+    # Makes a system-initiated refund happen once: `order-cancel:<order uuid>:<cancel request id>` (once
+    # per cancel request; `order-cancel:<order uuid>` for requests older than cancel ids),
+    # `refund-due:<payment uuid>`.
     request_key: Mapped[str | None] = mapped_column(sa.String(128), unique=True)
     # What the provider answered (`succeeded`, `processing`; `failed` ends the refund at once).
     provider_outcome: Mapped[str | None] = mapped_column(sa.String(32))
@@ -95,14 +100,20 @@ def reserve(payment_id: int, amount: Decimal, refundable) -> bool:
     return result.rowcount == 1
 
 
-def release(payment_id: int, amount: Decimal) -> None:
-    """Give a failed refund's amount back; callers guard it with the refund's move to `failed`."""
-    db.session.execute(
+def release(payment_id: int, amount: Decimal) -> bool:
+    """Give a failed refund's amount back; callers guard it with the refund's move to `failed`.
+    The guard below can only fail if the books are already wrong (less reserved than this refund
+    holds): nothing is changed then, and it is logged as the error it is."""
+    released = db.session.execute(
         sa.update(Payment)
         .where(Payment.id == payment_id, Payment.refund_reserved >= amount)
         .values(refund_reserved=exact_sum(Payment.refund_reserved, -amount), updated_at=utcnow())
         .execution_options(synchronize_session=False)
-    )
+    ).rowcount == 1
+    if not released:
+        log.error("payment %s: cannot release %s of a failed refund: less than that is reserved (or no such "
+                  "payment); refund_reserved left unchanged, check its refunds", payment_id, amount)
+    return released
 
 
 def add_refunded(payment_id: int, amount: Decimal) -> None:

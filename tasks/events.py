@@ -9,6 +9,8 @@ SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     "payment.failed": ("notifications.fanout_event",),
     "payment.review": ("notifications.fanout_event",),
     "refund.succeeded": ("notifications.fanout_event",),  # buyer and seller
+    # The buyer; and the order service, for the refund of a cancelled paid order (paid again).
+    "refund.failed": ("notifications.fanout_event", "orders.on_refund_failed"),
     # Payment workflow kick-offs, written with the change that causes them (never notified).
     "payment_workflow.start": ("payments.start_workflow",),
     "payment_workflow.charge": ("payments.charge",),

@@ -73,7 +73,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         status = exc.code or 500
-        return json_error(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+        response = json_error(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+        # Keep what the exception says in headers, e.g. the `Allow` of a 405 (RFC 9110 §15.5.6).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

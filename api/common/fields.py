@@ -1,6 +1,7 @@
 """Marshmallow fields for the edge: exact money and integers that are really integers."""
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 from marshmallow import ValidationError, fields
@@ -8,11 +9,16 @@ from marshmallow import ValidationError, fields
 from models.base import MAX_MONEY
 
 
+# What a money string may look like: ASCII digits, optionally a fraction; no sign, exponent, `_`,
+# other scripts' digits or surrounding blanks, all of which `Decimal()` would take.
+MONEY_STRING = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
 class Money(fields.Field):
     """A positive amount with at most two decimal places, in and out as a string ("199.00").
 
-    Accepts JSON strings and JSON numbers (the body is parsed with Decimal floats, so no binary
-    rounding happens); refuses booleans, NaN, infinities, zero and negatives unless allowed.
+    Accepts JSON strings of plain decimal digits and JSON numbers (the body is parsed with Decimal
+    floats, so no binary rounding happens); refuses booleans, NaN, infinities, zero and negatives.
     """
 
     default_error_messages = {
@@ -27,8 +33,10 @@ class Money(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
             raise self.make_error("invalid")
+        if isinstance(value, str) and not MONEY_STRING.fullmatch(value):
+            raise self.make_error("invalid")
         try:
-            amount = Decimal(value.strip() if isinstance(value, str) else value)
+            amount = Decimal(value)
         except (InvalidOperation, ValueError):
             raise self.make_error("invalid") from None
         if not amount.is_finite():

@@ -7,6 +7,13 @@ from api.common.body import EmptySchema
 from api.common.pagination import PageQuerySchema
 from models import Channel, DeliveryStatus, Language, NotificationType
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# scheme://host[:port][/path]: one label, dotted labels ending in one of two characters or more, or
+# an IPv4 address; no user info, no IPv6 literal, nothing after the host but a port and a path.
+WEBHOOK_URL = (rf"^https?://(?:{_LABEL}|(?:{_LABEL}\.)+[A-Za-z0-9][A-Za-z0-9-]{{0,61}}[A-Za-z0-9]"
+               r"|[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})(?::[0-9]{1,5})?(?:/[!-~]*)?$")
+
+
 class StrictBoolean(fields.Boolean):
     """JSON `true`/`false` only: `"yes"` or `1` in a body is a mistake worth a 422."""
 
@@ -50,9 +57,11 @@ class PreferencesUpdateSchema(Schema):
 
     channels = fields.Nested(ChannelsSchema)
     email_address = fields.Email(allow_none=True, validate=validate.Length(max=254))
-    # http(s) only, checked on save; no TLD required, so an intranet host or an IP is fine.
+    # http(s) only, checked on save; no TLD required, so an intranet host or an IP is fine. WEBHOOK_URL
+    # (a subset of what fields.Url takes) is what `/openapi.json` documents, so both must agree.
     webhook_url = fields.Url(schemes={"http", "https"}, require_tld=False, allow_none=True,
-                             validate=validate.Length(max=500))
+                             validate=[validate.Length(max=500),
+                                       validate.Regexp(WEBHOOK_URL, error="Not a valid URL.")])
     language = fields.Enum(Language, by_value=True)
     rotate_webhook_secret = StrictBoolean(
         metadata={"description": "New secret, shown in this response only; the old one signs for 24 h more."})

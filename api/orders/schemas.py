@@ -28,7 +28,8 @@ class OrderItemCreateSchema(Schema):
 class OrderCreateSchema(Schema):
     seller_uuid = fields.UUID(required=True)
     items = fields.List(fields.Nested(OrderItemCreateSchema), required=True,
-                        validate=validate.Length(min=1, max=MAX_ITEMS))
+                        validate=validate.Length(min=1, max=MAX_ITEMS),
+                        metadata={"description": f"The total, the sum of price × quantity, is at most {MAX_MONEY}."})
     currency = fields.String(load_default="CNY", validate=CURRENCY)
     shipping_name = Text(required=True, validate=validate.Length(max=100))
     shipping_phone = Text(required=True, validate=PHONE)

@@ -98,7 +98,8 @@ def _transition(change, order: Order, status: int = 200):
 
 @bp.post("/<uuid:order_uuid>/cancel/")
 @doc("Cancel my order: unpaid → cancelled (200); paid → refunded in full first, answering 202 with the order "
-     "still paid (it becomes cancelled when the refund settles)", tag=TAG, body=OrderCancelSchema,
+     "still paid (it becomes cancelled when the refund settles; a cancel while that refund is in flight "
+     "changes nothing, one after it failed asks again)", tag=TAG, body=OrderCancelSchema,
      response=OrderSchema, errors=(401, 403, 404, 409))
 def cancel_order(order_uuid: uuid.UUID):
     data = load_body(ORDER_CANCEL)
@@ -111,10 +112,18 @@ def cancel_order(order_uuid: uuid.UUID):
 
 
 @bp.post("/<uuid:order_uuid>/complete/")
-@doc("Confirm receipt of my paid order", tag=TAG, body=EmptySchema, response=OrderSchema,
+@doc("Confirm receipt of my paid order (409 `refund_in_progress` while the refund of my cancel is in flight)",
+     tag=TAG, body=EmptySchema, response=OrderSchema,
      errors=(401, 403, 404, 409))
 def complete_order(order_uuid: uuid.UUID):
     load_body(EMPTY)
     order = _buyers_order(order_uuid)
     identity = current_identity()
-    return _transition(lambda: actions.complete_order(order, str(identity.user_uuid), g.request_id), order)
+    actor = str(identity.user_uuid)
+    try:
+        return _transition(lambda: actions.complete_order(order, actor, g.request_id), order)
+    except actions.RefundInProgress:
+        db.session.rollback()
+        raise Conflict("refund_in_progress", "You cancelled this order and its refund is in progress; it "
+                       "cannot be completed. If the refund fails, the order is paid again.",
+                       {"status": "paid"}) from None

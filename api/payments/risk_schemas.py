@@ -53,6 +53,23 @@ class PolicyCreateSchema(Schema):
         return {**data, "params": load_params(data["rule"], data["params"])}
 
 
+def _policy_shape(prefix: str, rules: tuple[RuleKind, ...], params: type[Schema]) -> type[Schema]:
+    """PolicyCreateSchema for one kind of rule, `params` spelled out: for `/openapi.json` only."""
+    return type(f"{prefix}PolicyCreateSchema", (PolicyCreateSchema,), {
+        "rule": fields.String(required=True, validate=validate.OneOf([rule.value for rule in rules])),
+        "params": fields.Nested(params, required=True),
+    })
+
+
+# The request body of `POST /api/risk/policies/` as documented: which params fit depends on the rule.
+POLICY_CREATE_DOC = {"oneOf": [
+    _policy_shape("Amount", (RuleKind.AMOUNT,), AmountParams),
+    _policy_shape("Count", (RuleKind.VELOCITY, RuleKind.FAILURES), CountParams),
+    _policy_shape("Address", (RuleKind.ADDRESSES,), AddressParams),
+    _policy_shape("DenyList", (RuleKind.DENY_LIST,), DenyListParams),
+]}
+
+
 class PolicyUpdateSchema(Schema):
     name = Text(validate=validate.Length(max=64))
     enabled = fields.Boolean()

@@ -14,8 +14,8 @@ from api.common.idempotency import idempotent
 from api.common.openapi import doc, page_of
 from api.common.pagination import PageQuerySchema, paginate
 from api.payments.risk_schemas import (
-    ASSESSMENT, ASSESSMENT_LIST_QUERY, ASSESSMENTS, POLICIES, POLICY, POLICY_CREATE, POLICY_UPDATE,
-    AssessmentListQuerySchema, AssessmentSchema, PolicyCreateSchema, PolicySchema, PolicyUpdateSchema, load_params,
+    ASSESSMENT, ASSESSMENT_LIST_QUERY, ASSESSMENTS, POLICIES, POLICY, POLICY_CREATE, POLICY_CREATE_DOC,
+    POLICY_UPDATE, AssessmentListQuerySchema, AssessmentSchema, PolicySchema, PolicyUpdateSchema, load_params,
 )
 from api.payments.schemas import EMPTY, EmptySchema
 from models import PaymentIdempotencyKey, RiskAssessment, SecurityPolicy, db
@@ -108,7 +108,7 @@ def _flush_policy(policy: SecurityPolicy) -> None:
 
 
 @bp.post("/policies/")
-@doc("Add a policy (another rule instance with its own parameters)", tag=TAG, body=PolicyCreateSchema,
+@doc("Add a policy (another rule instance with its own parameters)", tag=TAG, body=POLICY_CREATE_DOC,
      response=PolicySchema, status=201, errors=(*ADMIN_ERRORS, 409))
 @admin_only
 @idempotent(PaymentIdempotencyKey)

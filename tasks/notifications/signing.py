@@ -33,10 +33,13 @@ def verify(header: str, body: bytes, secret: str, tolerance: int = TOLERANCE, no
     """True when `header` carries a fresh signature of `body` made with `secret`."""
     fields = [part.split("=", 1) for part in header.split(",") if "=" in part]
     stamps = [value for key, value in fields if key.strip() == "t"]
-    if len(stamps) != 1 or not stamps[0].strip().isdigit():
+    # ASCII digits only, and few: "²".isdigit() and int() of 5000 digits would raise, not refuse.
+    if len(stamps) != 1 or not (stamps[0].strip().isascii() and stamps[0].strip().isdigit()
+                                and len(stamps[0].strip()) <= 12):
         return False
     timestamp = int(stamps[0])
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
     expected = _mac(secret, timestamp, body)
-    return any(hmac.compare_digest(expected, value.strip()) for key, value in fields if key.strip() == "v1")
+    return any(hmac.compare_digest(expected.encode(), value.strip().encode())  # bytes: any text compares
+               for key, value in fields if key.strip() == "v1")

@@ -14,6 +14,7 @@ Payload contract of the payment events (the payments service publishes them):
 - `payment.review`: `payment_uuid`, `order_uuid`, `buyer_uuid`, `amount`, `currency`.
 - `refund.succeeded`: `refund_uuid`, `payment_uuid`, `order_uuid`, `buyer_uuid`, `seller_uuid`, `amount`,
   `currency`, `reason`.
+- `refund.failed`: the same, plus `failure_reason`; only the buyer is told (the money did not come back).
 """
 from __future__ import annotations
 
@@ -79,6 +80,13 @@ TEMPLATES: dict[str, EventTemplate] = {
         "seller": {"zh": ("订单已退款", "订单 {order_ref} 已向买家退款 {amount} {currency}。"),
                    "en": ("Order refunded", "{amount} {currency} of order {order_ref} "
                                             "was refunded to the buyer.")},
+    }),
+    "refund.failed": EventTemplate("refund_uuid", {
+        "buyer": {"zh": ("退款失败", "订单 {order_ref} 的退款 {amount} {currency} 未能完成。"
+                                    "若您已取消该订单，订单仍为已支付，可再次取消以重新退款。"),
+                  "en": ("Refund failed", "The refund of {amount} {currency} for order {order_ref} "
+                                          "did not go through. If you cancelled the order, it is still paid "
+                                          "and you may cancel it again to retry the refund.")},
     }),
 }
 

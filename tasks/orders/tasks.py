@@ -38,13 +38,28 @@ def mark_paid(self, order_uuid: str, payment_method: str, paid_at: str) -> bool:
 
 @shared_task(name="orders.on_refunded", **TASK_OPTIONS)
 def on_refunded(self, fully_refunded: bool, order_uuid: str) -> bool:
-    """After `payments.settle_refund`: a payment refunded in full cancels its paid order."""
+    """After `payments.settle_refund`: a payment refunded in full cancels its order (paid, or still
+    pending_payment when the refund overtook `orders.mark_paid`)."""
     if not fully_refunded:
         return False
     with transient_retries(self):
         cancelled = actions.cancel_refunded(uuid.UUID(order_uuid))
         db.session.commit()
     return cancelled
+
+
+@shared_task(name="orders.on_refund_failed", **TASK_OPTIONS)
+def on_refund_failed(self, event: dict) -> bool:
+    """`refund.failed` (payments): when it is the refund of the buyer's cancel in flight, the order is
+    an ordinary paid order again (completed or cancelled anew). Other refunds change nothing here."""
+    data = event["data"]
+    if not data.get("order_cancel"):
+        return False
+    with transient_retries(self):
+        recorded = actions.refund_failed(uuid.UUID(data["order_uuid"]), data.get("order_cancel_id"),
+                                         data.get("failure_reason") or "")
+        db.session.commit()
+    return recorded
 
 
 @shared_task(name="orders.relay_outbox", **TASK_OPTIONS)

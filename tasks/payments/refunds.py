@@ -5,7 +5,8 @@ conditional UPDATE) and its workflow kick-off (`refund_workflow.start`) in one t
 workflow asks the provider (`provider_request` → the provider → `record_answer`), then settles
 (`settle_refund`): refund succeeded, the amount counted on the payment, the payment partially or
 fully refunded, and the public `refund.succeeded` event. A refused refund fails, gives its amount
-back and publishes `refund.failed`. Every step is a conditional UPDATE, so a re-run changes nothing.
+back and publishes `refund.failed` (the buyer is told; the order service hears of a failed cancel).
+Every step is a conditional UPDATE, so a re-run changes nothing.
 """
 from __future__ import annotations
 
@@ -29,6 +30,24 @@ START = "refund_workflow.start"  # internal: no subscriber of "refund." matches 
 # only the system refunds those, and their status stays as it is.
 CAPTURED_LATE = frozenset({PaymentStatus.CANCELLED, PaymentStatus.EXPIRED, PaymentStatus.FAILED})
 ATTEMPTS = 3  # a refund of "what is left" re-reads the remainder after losing a race, this often
+# Request keys of system refunds. A cancel is keyed by its own request (the order service's audit
+# entry `refund_requested`, `cancel_id` in its event): a redelivered event is one refund, a new
+# cancel after a failed refund is a new attempt. Events written before cancel ids existed carry
+# none and keep the old key, one per order.
+CANCEL_KEY = "order-cancel:"
+DUE_KEY = "refund-due:"
+
+
+def cancel_key(order_uuid: uuid.UUID, cancel_id: int | None) -> str:
+    return f"{CANCEL_KEY}{order_uuid}" if cancel_id is None else f"{CANCEL_KEY}{order_uuid}:{cancel_id}"
+
+
+def cancel_of(request_key: str | None) -> tuple[bool, int | None]:
+    """(is the refund a buyer's cancel, the cancel request's id when the key names one)."""
+    if not request_key or not request_key.startswith(CANCEL_KEY):
+        return False, None
+    _, _, cancel_id = request_key[len(CANCEL_KEY):].partition(":")
+    return True, int(cancel_id) if cancel_id.isdigit() else None
 
 
 class NotRefundable(Exception):
@@ -67,6 +86,7 @@ def _by_key(request_key: str | None) -> Refund | None:
 def _event(refund: Refund, event_type: str) -> None:
     """An outbox event about `refund`; the names are the ones the notification templates read."""
     payment = db.session.get(Payment, refund.payment_id, populate_existing=True)
+    order_cancel, cancel_id = cancel_of(refund.request_key)
     db.session.add(PaymentOutbox.new(event_type, refund.refund_uuid, {
         "refund_id": refund.id, "refund_uuid": str(refund.refund_uuid), "payment_id": payment.id,
         "payment_uuid": str(payment.payment_uuid), "order_uuid": str(payment.order_uuid),
@@ -74,6 +94,8 @@ def _event(refund: Refund, event_type: str) -> None:
         "amount": f"{refund.amount:.2f}", "currency": refund.currency, "status": refund.status.value,
         "reason": refund.reason, "failure_reason": refund.failure_reason,
         "payment_status": payment.status.value, "refunded_amount": f"{payment.refunded_amount:.2f}",
+        # A buyer's cancel of a paid order (`orders.on_refund_failed` reads them).
+        "order_cancel": order_cancel, "order_cancel_id": cancel_id,
     }))
 
 
@@ -179,6 +201,20 @@ def settle_refund(refund_id: int) -> bool:
     return db.session.get(Payment, refund.payment_id, populate_existing=True).status is PaymentStatus.REFUNDED
 
 
+def due_without_refund(older_than_seconds: int, batch: int) -> list[int]:
+    """Payments flagged `refund_due` that have no `refund-due:` refund, untouched for too long: their
+    `payment.refund_required` event was dead-lettered or lost, or they were flagged before refunds
+    existed. Only those with money left to reserve (other refunds in flight may hold it all)."""
+    cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
+    has_due_refund = sa.exists().where(Refund.payment_id == Payment.id,
+                                       Refund.request_key.startswith(DUE_KEY))
+    return list(db.session.scalars(
+        sa.select(Payment.id).where(Payment.refund_due.is_(True), _refundable(True),
+                                    Payment.refund_reserved < Payment.amount, Payment.updated_at <= cutoff,
+                                    ~has_due_refund)
+        .order_by(Payment.id).limit(batch)).all())
+
+
 def stalled(older_than_seconds: int, batch: int) -> list[tuple[int, str]]:
     """(refund id, order uuid) of refunds pending or processing, untouched for too long."""
     cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
@@ -188,20 +224,24 @@ def stalled(older_than_seconds: int, batch: int) -> list[tuple[int, str]]:
     return [(refund_id, str(order_uuid)) for refund_id, order_uuid in rows]
 
 
-def refund_cancelled_order(order_uuid: uuid.UUID, reason: str, requested_by: uuid.UUID | None) -> Refund | None:
-    """The buyer cancelled a paid order: refund all that is left of its payment, once per order."""
+def refund_cancelled_order(order_uuid: uuid.UUID, reason: str, requested_by: uuid.UUID | None,
+                           cancel_id: int | None = None) -> Refund | None:
+    """The buyer cancelled a paid order: refund all that is left of its payment, once per cancel
+    request (`cancel_id`), so a redelivered event refunds once and a cancel after a failed refund
+    is a new attempt."""
     payment = db.session.scalars(sa.select(Payment).where(Payment.order_uuid == order_uuid,
                                                           Payment.status.in_(REFUNDABLE))).first()
     if payment is None:
         log.warning("order %s cancelled but it has no refundable payment", order_uuid)
         return None
-    return _system_refund(payment, reason or "order_cancelled", f"order-cancel:{order_uuid}", requested_by)
+    return _system_refund(payment, reason or "order_cancelled", cancel_key(order_uuid, cancel_id),
+                          requested_by)
 
 
 def refund_due(payment_id: int, reason: str) -> Refund | None:
     """Money captured for an order that could not keep it: refund all of it, once per payment."""
     payment = db.session.get(Payment, payment_id)
-    return _system_refund(payment, reason or "refund_due", f"refund-due:{payment.payment_uuid}", None, due=True)
+    return _system_refund(payment, reason or "refund_due", f"{DUE_KEY}{payment.payment_uuid}", None, due=True)
 
 
 def _system_refund(payment: Payment, reason: str, request_key: str, requested_by: uuid.UUID | None,

@@ -92,6 +92,23 @@ def test_cancelling_a_paid_order_asks_for_a_refund_first(stack, buyer, seller):
     assert stack.api(seller.token).post(f"/api/orders/{order['order_uuid']}/cancel/", {}).status == 403
 
 
+def test_a_paid_order_being_refunded_cannot_be_completed(stack, buyer, seller):
+    """The buyer cancelled it: until its refund settles (cancelled) or fails (paid again) it is not
+    theirs to complete, or they would keep the goods and get the money back. Cancelling it again
+    meanwhile asks for nothing more."""
+    order = create(stack, buyer, seller)
+    force_status(stack, order["order_uuid"], "paid")
+    api = stack.api(buyer.token)
+    assert api.post(f"/api/orders/{order['order_uuid']}/cancel/", {}).status == 202
+    refused = api.post(f"/api/orders/{order['order_uuid']}/complete/", {})
+    assert (refused.status, refused.json["error"]) == (409, "refund_in_progress")
+    again = api.post(f"/api/orders/{order['order_uuid']}/cancel/", {"reason": "still want it gone"})
+    assert (again.status, again.json["status"]) == (202, "paid")
+    events = api.get(f"/api/orders/{order['order_uuid']}/events/").json["results"]
+    assert [e["event_type"] for e in events] == ["created", "refund_requested"]
+    assert api.get(f"/api/orders/{order['order_uuid']}/").json["status"] == "paid"
+
+
 def test_only_the_buyer_changes_an_order(stack, buyer, seller):
     order = create(stack, buyer, seller)
     reply = stack.api(seller.token).post(f"/api/orders/{order['order_uuid']}/cancel/", {})

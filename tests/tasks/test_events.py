@@ -13,7 +13,7 @@ def test_the_fanout_gets_exactly_the_events_that_have_a_message():
     routed = {prefix for prefix, tasks in SUBSCRIBERS.items() if FANOUT in tasks}
     for prefix in routed - {"order."}:
         assert prefix in TEMPLATES, f"{prefix} is sent to the fan-out but has no template"
-    for silent in ("payment.succeeded", "payment.expired", "payment.cancelled", "refund.failed",
+    for silent in ("payment.succeeded", "payment.expired", "payment.cancelled",
                    "payment.refund_required", "payment_workflow.start", "refund_workflow.start"):
         assert FANOUT not in subscribers(silent), silent
 
@@ -23,3 +23,5 @@ def test_internal_kickoffs_have_one_consumer_each():
     assert subscribers("refund_workflow.order_cancel") == ("payments.refund_cancelled_order",)
     assert subscribers("payment.refund_required") == ("payments.refund_due_payment",)
     assert subscribers("order.paid") == ("orders.record_event", FANOUT)
+    # A failed refund: the buyer is told, and the order service hears of a cancel's failed refund.
+    assert subscribers("refund.failed") == (FANOUT, "orders.on_refund_failed")

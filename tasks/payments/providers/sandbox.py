@@ -115,7 +115,7 @@ class SandboxProvider:
         if abs(time.time() - int(parts["t"])) > TOLERANCE:
             raise InvalidCallback("signature timestamp outside the tolerance")
         expected = self.sign(raw, int(parts["t"])).split("v1=", 1)[1]
-        if not hmac.compare_digest(expected.encode(), parts["v1"].encode()):  # bytes: any header text compares
+        if not hmac.compare_digest(expected.encode(), parts["v1"].encode()):  # bytes: any text compares
             raise InvalidCallback("signature mismatch")
         try:
             body = json.loads(raw)

@@ -18,7 +18,6 @@ import datetime as dt
 import json
 import math
 import re
-import uuid
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl, urlencode
@@ -32,7 +31,6 @@ from tasks.payments.providers import (
 NAME = "alipay"
 FIELDS = {"ALIPAY_APP_ID": "alipay_app_id", "ALIPAY_PRIVATE_KEY_FILE": "alipay_private_key_file",
           "ALIPAY_PUBLIC_KEY_FILE": "alipay_public_key_file"}
-BEIJING = dt.timezone(dt.timedelta(hours=8), "CST")
 SUCCESS, UNAVAILABLE, BUSINESS_FAILURE = "10000", "20000", "40004"
 TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
 # A precreated trade exists at Alipay only once its QR code is scanned; until the code expires (it is
@@ -45,9 +43,6 @@ REFUND_FIELDS = ("gmt_refund", "out_biz_no", "refund_fee")  # present only in no
 _HTTP = remote.pool()
 _SPACE = re.compile(r"[ \t\n\r]*")
 
-
-def out_trade_no(payment_uuid: str) -> str:
-    return uuid.UUID(payment_uuid).hex
 
 
 def sign_content(params: Mapping[str, str], leave_out: tuple[str, ...] = ("sign",)) -> bytes:
@@ -104,7 +99,7 @@ class AlipayProvider:
     def _call(self, method: str, biz: dict, **extra: str) -> dict:
         """POST one signed request; the verified response node (any code but 20000 / a system error)."""
         params = {"app_id": self.app_id, "method": method, "format": "JSON", "charset": "utf-8", "sign_type": "RSA2",
-                  "timestamp": dt.datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S"), "version": "1.0",
+                  "timestamp": dt.datetime.now(remote.BEIJING).strftime("%Y-%m-%d %H:%M:%S"), "version": "1.0",
                   "biz_content": json.dumps(biz, separators=(",", ":"), ensure_ascii=False), **extra}
         params["sign"] = rsa.sign(self.private_key, sign_content(params))
         reply = remote.send(_HTTP, NAME, "POST", self.settings.alipay_gateway_url, urlencode(params).encode("ascii"),
@@ -126,7 +121,7 @@ class AlipayProvider:
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
         remote.check_currency(NAME, request.currency)
-        trade = out_trade_no(request.payment_uuid)
+        trade = remote.merchant_number(request.payment_uuid)
         remaining = remote.expiry(self.settings, request) - dt.datetime.now(dt.timezone.utc)
         node = self._call("alipay.trade.precreate", {
             "out_trade_no": trade, "total_amount": remote.yuan(request.amount),
@@ -139,7 +134,7 @@ class AlipayProvider:
                                     "notify_url": self.notify_url})
 
     def query(self, request: ChargeRequest, reference: str) -> ChargeStatus:
-        node = self._call("alipay.trade.query", {"out_trade_no": reference or out_trade_no(request.payment_uuid)})
+        node = self._call("alipay.trade.query", {"out_trade_no": reference or remote.merchant_number(request.payment_uuid)})
         if node.get("code") == BUSINESS_FAILURE and node.get("sub_code") == TRADE_NOT_EXIST:
             # Not scanned (yet): still payable until the QR code expires, when the payment's expiry is known.
             payable = request.expires_at is not None and (
@@ -157,7 +152,7 @@ class AlipayProvider:
 
     def refund(self, request: RefundRequest) -> RefundResult:
         remote.check_currency(NAME, request.currency)
-        request_no = uuid.UUID(request.refund_uuid).hex
+        request_no = remote.merchant_number(request.refund_uuid)
         biz = {"out_trade_no": request.provider_reference, "refund_amount": remote.yuan(request.amount),
                "out_request_no": request_no}
         if request.reason:

@@ -8,6 +8,7 @@ signature does not verify, since nothing in it can be trusted, not even a refusa
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -19,6 +20,14 @@ from tasks.payments.providers import ChargeRequest, ProviderNotConfigured, Provi
 from tasks.payments.providers import rsa
 
 CURRENCY = "CNY"  # both providers' domestic APIs charge in yuan only
+BEIJING = dt.timezone(dt.timedelta(hours=8), "CST")  # both providers' timestamps are China Standard Time
+
+
+def merchant_number(our_uuid: str) -> str:
+    """Our id as the providers' merchant order or refund number (`out_trade_no`, `out_request_no`,
+    `out_refund_no`): the uuid's 32 hex digits, within both providers' length and alphabet; as the
+    same id always gives the same number, a re-sent request is the same charge or refund there."""
+    return uuid.UUID(our_uuid).hex
 
 
 def pool() -> urllib3.PoolManager:

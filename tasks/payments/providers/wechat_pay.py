@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import json
 import secrets
 import time
-import uuid
 from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidTag
@@ -39,7 +37,6 @@ FIELDS = {"WECHAT_PAY_APP_ID": "wechat_pay_app_id", "WECHAT_PAY_MCH_ID": "wechat
           "WECHAT_PAY_API_V3_KEY": "wechat_pay_api_v3_key"}
 SCHEME = "WECHATPAY2-SHA256-RSA2048"
 TOLERANCE = 300  # seconds a signed answer or notification stays acceptable
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 TRADE_STATES = {"SUCCESS": ChargeState.SUCCEEDED, "REFUND": ChargeState.SUCCEEDED,  # paid, then (partly) refunded
                 "NOTPAY": ChargeState.PROCESSING, "USERPAYING": ChargeState.PROCESSING,
                 "CLOSED": ChargeState.CLOSED, "REVOKED": ChargeState.CLOSED, "PAYERROR": ChargeState.DECLINED}
@@ -49,9 +46,6 @@ NOTIFIED = {"SUCCESS": Outcome.SUCCEEDED, "PAYERROR": Outcome.DECLINED, "CLOSED"
             "REVOKED": Outcome.DECLINED}
 _HTTP = remote.pool()
 
-
-def out_trade_no(payment_uuid: str) -> str:
-    return uuid.UUID(payment_uuid).hex
 
 
 def signed_message(*parts: str | bytes) -> bytes:
@@ -117,8 +111,8 @@ class WechatPayProvider:
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
         remote.check_currency(NAME, request.currency)
-        trade = out_trade_no(request.payment_uuid)
-        expires = remote.expiry(self.settings, request).astimezone(BEIJING)
+        trade = remote.merchant_number(request.payment_uuid)
+        expires = remote.expiry(self.settings, request).astimezone(remote.BEIJING)
         status, data = self._call("POST", "/v3/pay/transactions/native", {
             "appid": self.app_id, "mchid": self.mch_id, "description": f"CFMP payment {request.payment_uuid}",
             "out_trade_no": trade, "time_expire": expires.isoformat(timespec="seconds"),
@@ -130,7 +124,7 @@ class WechatPayProvider:
                                     "notify_url": self.notify_url})
 
     def query(self, request: ChargeRequest, reference: str) -> ChargeStatus:
-        trade = reference or out_trade_no(request.payment_uuid)
+        trade = reference or remote.merchant_number(request.payment_uuid)
         status, data = self._call("GET", f"/v3/pay/transactions/out-trade-no/{trade}?mchid={self.mch_id}")
         if status == 404:  # ORDER_NOT_EXIST: never created, or gone
             return ChargeStatus(ChargeState.CLOSED)
@@ -144,7 +138,7 @@ class WechatPayProvider:
 
     def refund(self, request: RefundRequest) -> RefundResult:
         remote.check_currency(NAME, request.currency)
-        refund_no = uuid.UUID(request.refund_uuid).hex
+        refund_no = remote.merchant_number(request.refund_uuid)
         payload = {"out_trade_no": request.provider_reference, "out_refund_no": refund_no,
                    "amount": {"refund": remote.whole_cents(request.amount),
                               "total": remote.whole_cents(request.payment_amount), "currency": "CNY"}}

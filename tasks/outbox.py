@@ -43,8 +43,11 @@ def publish(row: OutboxMixin, producer=None) -> None:
     for task_name in subscribers(row.event_type):
         # ignore_result: consumers record their outcome in their inbox; a publisher that asked for
         # results would subscribe to each one (a Redis pub/sub connection per publishing thread).
+        # argsrepr: what Flower and the logs show of the arguments; naming the event is both more
+        # useful than a repr of its payload and cheaper than Celery's saferepr of it.
         celery.send_task(task_name, args=[body], task_id=f"{row.event_id}:{task_name}", retry=False,
-                         ignore_result=True, producer=producer)
+                         ignore_result=True, producer=producer, argsrepr=f"[{row.event_type} {row.event_id}]",
+                         kwargsrepr="{}")
 
 
 def publish_all(rows: list[OutboxMixin], what: str) -> list[OutboxMixin]:

@@ -6,6 +6,7 @@ import json
 import uuid
 
 import sqlalchemy as sa
+from celery.signals import before_task_publish
 
 from api.orders import create_app
 from models import OrderInbox, OrderOutbox, db, utcnow
@@ -72,3 +73,21 @@ def test_a_consumer_run_twice_on_one_event_records_it_once(stack, worker):
     second = worker.send_task("orders.record_event", args=[event])
     assert sorted([first.get(timeout=10), second.get(timeout=10)]) == [False, True]
     assert len(inbox_rows(stack, [uuid.UUID(event["event_id"])])) == 1
+
+
+def test_published_messages_name_their_event_for_operators(stack, worker, buyer, seller):
+    """What Flower and the worker logs show of an event's task: its type and id, not a dump of the payload."""
+    seen: list[dict] = []
+
+    def record(sender=None, headers=None, **_):
+        seen.append({"task": sender, **(headers or {})})
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        order = stack.api(buyer.token).post("/api/orders/", order_body(seller.uuid)).json
+    finally:
+        before_task_publish.disconnect(record)
+    [event] = outbox_rows(stack, order["order_uuid"])
+    published = [h for h in seen if h.get("id", "").startswith(str(event.event_id))]
+    assert sorted(h["task"] for h in published) == ["notifications.fanout_event", "orders.record_event"]
+    assert {h["argsrepr"] for h in published} == {f"[order.created {event.event_id}]"}

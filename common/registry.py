@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import os
 import random
 import threading
 from collections.abc import Callable, Mapping
@@ -201,6 +202,11 @@ class Registration:
         self.beats = 0  # successful beats
 
     def start(self) -> Registration:
+        # gunicorn's master forks workers while this thread runs: a fork in the middle of a call to
+        # Nacos would hand the child half-taken locks (an import, a codec lookup: seen as "unknown
+        # encoding: idna" in a fresh worker). Forks wait for the call in flight, and none starts during one.
+        os.register_at_fork(before=self._calls.acquire, after_in_parent=self._calls.release,
+                            after_in_child=self._calls.release)
         self._thread.start()
         return self
 

@@ -26,12 +26,14 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (bench/, issue 7): real processes on scratch MariaDB databases (cfmp_test_bench_*, via the
-# cfmp_test user) and a private Redis key prefix; wrk is installed from Debian when missing. Results in
+# cfmp_test user) and a private Redis key prefix; wrk is installed from Debian when missing. bench.chaos
+# starts private redis-server and mariadbd instances of its own (it restarts them). Results in
 # bench/results/. Not part of `make test`.
 bench: install
 	$(PY) -m pip install --disable-pip-version-check -q -r bench/requirements.txt
 	$(PY) -m bench.api $(BENCH_API_ARGS)
 	$(PY) -m bench.workflow $(BENCH_WORKFLOW_ARGS)
+	$(PY) -m bench.chaos $(BENCH_CHAOS_ARGS)
 
 migrate: install
 	$(VENV)/bin/cfmp db upgrade

@@ -22,12 +22,13 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 DB_STEMS = {"orders": "ORDER", "payments": "PAYMENT", "notifications": "NOTIFICATION"}
 
 
-def _mysql() -> pymysql.connections.Connection:
-    return pymysql.connect(**MYSQL, autocommit=True)
+def _mysql(server: dict | None = None) -> pymysql.connections.Connection:
+    return pymysql.connect(**(server or MYSQL), autocommit=True)
 
 
-def mysql_url(database: str) -> str:
-    return (f"mysql+pymysql://{MYSQL['user']}:{MYSQL['password']}@{MYSQL['host']}:{MYSQL['port']}"
+def mysql_url(database: str, server: dict | None = None) -> str:
+    server = server or MYSQL
+    return (f"mysql+pymysql://{server['user']}:{server['password']}@{server['host']}:{server['port']}"
             f"/{database}?charset=utf8mb4")
 
 
@@ -36,6 +37,9 @@ class Scratch:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     databases: list[str] = field(default_factory=list)
     directory: str = ""
+    # The servers the run uses: the shared ones by default; `bench.chaos` passes private ones.
+    mysql: dict = field(default_factory=lambda: dict(MYSQL))
+    redis_url: str = REDIS_URL
 
     @property
     def key_prefix(self) -> str:
@@ -44,10 +48,10 @@ class Scratch:
     def create_database(self, name: str) -> str:
         """`cfmp_test_bench_<run>_<name>` (the test user's grant covers `cfmp\\_test%`); its URL."""
         database = f"cfmp_test_bench_{self.run_id}_{name}"
-        with _mysql() as connection, connection.cursor() as cursor:
+        with _mysql(self.mysql) as connection, connection.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         self.databases.append(database)
-        return mysql_url(database)
+        return mysql_url(database, self.mysql)
 
     def service_env(self) -> dict[str, str]:
         """One database per service, as deployed (DESIGN.md §1: each service owns its DB)."""
@@ -59,19 +63,19 @@ class Scratch:
 
     def redis_keys(self) -> int:
         """How many keys carry this run's prefix, over both Celery databases."""
-        return sum(sum(1 for _ in redis.Redis.from_url(f"{REDIS_URL}/{db}").scan_iter(f"{self.key_prefix}*"))
+        return sum(sum(1 for _ in redis.Redis.from_url(f"{self.redis_url}/{db}").scan_iter(f"{self.key_prefix}*"))
                    for db in (0, 1))
 
     def cleanup(self) -> None:
         for database in self.databases:
             try:
-                with _mysql() as connection, connection.cursor() as cursor:
+                with _mysql(self.mysql) as connection, connection.cursor() as cursor:
                     cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
             except pymysql.MySQLError as exc:
                 print(f"[bench] could not drop {database}: {exc}")
         self.databases.clear()
         for db in (0, 1):
-            client = redis.Redis.from_url(f"{REDIS_URL}/{db}")
+            client = redis.Redis.from_url(f"{self.redis_url}/{db}")
             for batch in _batches(client.scan_iter(f"{self.key_prefix}*", count=1000), 500):
                 client.delete(*batch)
         if self.directory:

@@ -20,7 +20,7 @@ from common.cli.supervisor import Child, ChildSpec, Output, Supervisor, http_rea
 from common.localredis import free_port
 from common.settings import Settings
 
-from bench.scratch import REDIS_URL, Scratch
+from bench.scratch import Scratch
 
 HOST = "127.0.0.1"
 CLI = (sys.executable, "-m", "common.cli")
@@ -70,7 +70,7 @@ class System:
         self.env = {
             **os.environ, "PYTHONUNBUFFERED": "1", "ENV": "test", "LOG_LEVEL": log_level,
             "LOG_DIR": str(directory / "logs"), "VAR_DIR": str(directory / "var"),
-            "CELERY_BROKER_URL": f"{REDIS_URL}/0", "CELERY_RESULT_BACKEND": f"{REDIS_URL}/1",
+            "CELERY_BROKER_URL": f"{scratch.redis_url}/0", "CELERY_RESULT_BACKEND": f"{scratch.redis_url}/1",
             "CELERY_KEY_PREFIX": scratch.key_prefix, "PYTHONPATH": str(ROOT),
             **{f"{name.upper()}_PORT": str(port) for name, port in self.ports.items()},
             **scratch.service_env(), **(extra_env or {}),

@@ -80,6 +80,10 @@ class Payment(TimestampMixin, db.Model):
     refunded_amount: Mapped[Decimal] = mapped_column(default=Decimal("0.00"))
     expires_at: Mapped[dt.datetime]
     paid_at: Mapped[dt.datetime | None]
+    # When the capture's order side finished (`payments.settle_capture`: the order paid, or the money
+    # flagged due back). A captured payment without it lost the tail of its chain (a broker that
+    # forgot the message): beat runs that tail again.
+    capture_settled_at: Mapped[dt.datetime | None]
 
     @property
     def payment_data(self) -> dict:

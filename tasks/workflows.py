@@ -29,8 +29,14 @@ def payment(app: Celery, payment_id: int, policies: list[tuple[int, str]]) -> Si
 def capture(app: Celery, payment_id: int, order_uuid: str, payment_method: str, paid_at: str) -> Signature:
     """`chain(payments.capture, orders.mark_paid, payments.settle_capture)`; the last step receives
     mark_paid's answer (False: the order was cancelled meanwhile, so the money is due back)."""
+    return chain(_si(app, "payments.capture", payment_id), *order_side(app, payment_id, order_uuid, payment_method,
+                                                                       paid_at).tasks)
+
+
+def order_side(app: Celery, payment_id: int, order_uuid: str, payment_method: str, paid_at: str) -> Signature:
+    """`chain(orders.mark_paid, payments.settle_capture)`: the capture's tail, also re-driven alone by
+    beat for a captured payment whose tail the broker lost."""
     return chain(
-        _si(app, "payments.capture", payment_id),
         _si(app, "orders.mark_paid", order_uuid, payment_method, paid_at),
         app.signature("payments.settle_capture", args=(payment_id,)),
     )

@@ -239,10 +239,13 @@ def capture(payment_id: int) -> bool:
 
 def settle_capture(order_paid: bool, payment_id: int) -> bool:
     """After `orders.mark_paid`: an order that could not become paid (the timeout sweep cancelled
-    it first) means the captured money must go back; flag the payment for refund."""
+    it first) means the captured money must go back; flag the payment for refund. Either way the
+    capture's order side is done (`capture_settled_at`)."""
+    db.session.execute(sa.update(Payment).where(Payment.id == payment_id, Payment.capture_settled_at.is_(None))
+                       .values(capture_settled_at=utcnow()).execution_options(synchronize_session=False))
     if order_paid:
         return True
-    payment = db.session.get(Payment, payment_id)
+    payment = db.session.get(Payment, payment_id, populate_existing=True)
     if payment.status is PaymentStatus.REFUNDED:  # a refund overtook mark_paid: the money is back already
         log.info("payment %s refunded in full before order %s was paid: no refund due", payment.payment_uuid,
                  payment.order_uuid)
@@ -253,6 +256,15 @@ def settle_capture(order_paid: bool, payment_id: int) -> bool:
     log.warning("payment %s succeeded but order %s was not payable: refund due", payment.payment_uuid,
                 payment.order_uuid)
     return False
+
+
+def unsettled_captures(older_than_seconds: int, batch: int) -> list[Payment]:
+    """Captured payments whose order side never finished (`capture_settled_at` unset well after
+    `paid_at`): the broker lost the rest of their capture chain."""
+    cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
+    return list(db.session.scalars(sa.select(Payment).where(
+        Payment.status.in_(CAPTURED), Payment.capture_settled_at.is_(None), Payment.paid_at <= cutoff)
+        .order_by(Payment.paid_at, Payment.id).limit(batch)).all())
 
 
 def expire_pending(batch: int) -> int:
@@ -308,8 +320,14 @@ def reconcile(payment_id: int, provider: Provider) -> str:
 
 
 def stalled(older_than_seconds: int, batch: int) -> list[int]:
-    """Pending payments whose workflow should have decided by now (a lost chord, a lost message)."""
+    """Pending payments whose workflow should have decided by now (a lost chord, a lost message),
+    untouched since created or since last re-driven. Each one found is marked as re-driven now
+    (`updated_at`), so a backlog longer than the threshold is not re-driven again on every sweep."""
     cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
-    return list(db.session.scalars(sa.select(Payment.id).where(
-        Payment.status == PaymentStatus.PENDING, Payment.created_at <= cutoff,
-        Payment.expires_at > utcnow()).order_by(Payment.id).limit(batch)).all())
+    ids = list(db.session.scalars(sa.select(Payment.id).where(
+        Payment.status == PaymentStatus.PENDING, Payment.updated_at <= cutoff,
+        Payment.expires_at > utcnow()).order_by(Payment.updated_at, Payment.id).limit(batch)).all())
+    if ids:
+        db.session.execute(sa.update(Payment).where(Payment.id.in_(ids), Payment.status == PaymentStatus.PENDING)
+                           .values(updated_at=utcnow()).execution_options(synchronize_session=False))
+    return ids

@@ -129,10 +129,24 @@ def redrive_stalled_payments(self) -> int:
     """Payments still pending long after creation lost their chord or a message: run it again."""
     with transient_retries(self):
         stalled = actions.stalled(current_app.config["CFMP_SETTINGS"].payment_redrive_after, SWEEP_BATCH)
+        db.session.commit()  # marked as re-driven: the next sweeps leave them alone for a threshold
         for payment_id in stalled:
             log.warning("payment %s stalled: re-driving its workflow", payment_id)
             drive(self, payment_id)
     return len(stalled)
+
+
+@shared_task(name="payments.redrive_unsettled_captures", **TASK_OPTIONS)
+def redrive_unsettled_captures(self) -> int:
+    """Captured payments whose order side never ran (the broker lost `orders.mark_paid` or
+    `settle_capture`): run that tail again; both steps are idempotent."""
+    with transient_retries(self):
+        captured = actions.unsettled_captures(current_app.config["CFMP_SETTINGS"].payment_redrive_after, SWEEP_BATCH)
+        for payment in captured:
+            log.warning("payment %s captured but its order side never finished: re-driving it", payment.payment_uuid)
+            workflows.launch(workflows.order_side(self.app, payment.id, str(payment.order_uuid),
+                                                  payment.payment_method, payment.paid_at.isoformat()))
+    return len(captured)
 
 
 @shared_task(name="payments.reconcile_payments", **TASK_OPTIONS)

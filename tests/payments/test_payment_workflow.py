@@ -108,11 +108,12 @@ def test_beat_expires_pending_payments_and_redrives_stalled_ones(pay, worker, se
     with pay.apps["payments"].app_context():
         past = utcnow() - dt.timedelta(seconds=settings.payment_redrive_after + 5)
         db.session.execute(sa.update(Payment).where(Payment.payment_uuid == stale).values(expires_at=utcnow()))
-        db.session.execute(sa.update(Payment).where(Payment.payment_uuid == stalled).values(created_at=past))
+        db.session.execute(sa.update(Payment).where(Payment.payment_uuid == stalled).values(created_at=past, updated_at=past))
         db.session.commit()
     assert worker.send_task("payments.expire_pending_payments").get(timeout=10) == 1
     expired = pay.api(buyer.token).get(f"/api/payments/{stale}/").json
     assert (expired["status"], expired["failure_reason"]) == ("expired", "payment_expired")
     assert worker.send_task("payments.redrive_stalled_payments").get(timeout=10) == 1
+    assert worker.send_task("payments.redrive_stalled_payments").get(timeout=10) == 0  # not again at once
     wait_payment(pay, buyer, str(stalled), "succeeded")
     wait_for(lambda: order_status(pay, buyer, orders[1]["order_uuid"]) == "paid", what="the re-driven order paid")

@@ -92,3 +92,31 @@ def test_a_payment_that_cannot_be_reconciled_goes_to_the_back_and_the_rest_are_s
     wait_payment(pay, buyer, lost["payment_uuid"], "succeeded")
     assert reconcile(worker) == {}  # the failing one went to the back of the queue, not round again at once
     assert pay.api(buyer.token).get(f"/api/payments/{stuck['payment_uuid']}/").json["status"] == "processing"
+
+
+def captured_settled(stack, payment_uuid: str):
+    with stack.apps["payments"].app_context():
+        return db.session.scalar(sa.select(Payment.capture_settled_at).where(
+            Payment.payment_uuid == uuid.UUID(payment_uuid)))
+
+
+def test_a_capture_whose_order_side_was_lost_is_driven_again(pay, worker, settings, buyer, seller):
+    """The broker forgot the tail of a capture chain (`orders.mark_paid`, `settle_capture`) after the
+    capture committed: beat finds the payment from the database and runs the tail again."""
+    paid_order = new_order(pay, buyer, seller)
+    paid = wait_payment(pay, buyer, start_payment(pay, buyer, paid_order)["payment_uuid"], "succeeded")
+    wait_for(lambda: captured_settled(pay, paid["payment_uuid"]), what="a whole capture chain to settle")
+    order = new_order(pay, buyer, seller, price="100.66", quantity=1)  # no callback: we capture by hand
+    payment = wait_payment(pay, buyer, start_payment(pay, buyer, order)["payment_uuid"], "processing")
+    with pay.apps["payments"].app_context():
+        payment_id = db.session.scalar(sa.select(Payment.id).where(
+            Payment.payment_uuid == uuid.UUID(payment["payment_uuid"])))
+    assert worker.send_task("payments.capture", args=[payment_id]).get(timeout=10) is True  # the head alone
+    assert order_status(pay, buyer, order["order_uuid"]) == "pending_payment"
+    redrive = lambda: worker.send_task("payments.redrive_unsettled_captures").get(timeout=10)  # noqa: E731
+    assert redrive() == 0  # just captured: its tail may still be on its way
+    backdate(pay, payment["payment_uuid"], settings.payment_redrive_after + 5, column="paid_at")
+    assert redrive() == 1
+    wait_for(lambda: order_status(pay, buyer, order["order_uuid"]) == "paid", what="the order paid")
+    wait_for(lambda: captured_settled(pay, payment["payment_uuid"]), what="the capture settled")
+    assert redrive() == 0

@@ -10,16 +10,15 @@ import gzip
 import http.client
 import json
 import socket
-import socketserver
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from common.settings import Settings
 from gateway import create_app
 from gateway.discovery import Discovery
-from tests.support.servers import POLL, closed_port, serve_in_thread
+from tests.support.servers import POLL, LoopbackHTTPServer, closed_port, serve_in_thread
 
 GATEWAY_SECRET = "gateway-test-secret-0123456789abcdef"  # >= 32 bytes: PyJWT warns on shorter HS256 keys
 SERVICES = ("orders", "payments", "notifications")
@@ -118,24 +117,12 @@ def stream_chunks(size: int) -> Iterator[bytes]:
         size -= len(STREAM_BLOCK)
 
 
-class EchoServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class EchoServer(LoopbackHTTPServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _EchoHandler)
         self.seen: list[Seen] = []
         self.connections = 0
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self.serve_forever, args=(POLL,), daemon=True)
-        self._thread.start()
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # skip HTTPServer's reverse DNS lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}"
+        super().__init__(_EchoHandler)
 
     def count_connection(self) -> None:
         with self._lock:
@@ -143,11 +130,6 @@ class EchoServer(ThreadingHTTPServer):
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # the gateway closing a kept-alive connection is not a failure
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join(timeout=5)
 
 
 class RawUpstream:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import socketserver
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import urllib3
@@ -21,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from tests.support.servers import POLL
+from tests.support.servers import LoopbackHTTPServer
 
 _POOL = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=30))
 
@@ -93,31 +92,16 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = _handle
 
 
-class DoubleServer(ThreadingHTTPServer):
+class DoubleServer(LoopbackHTTPServer):
     """A provider's remote end on 127.0.0.1 (an ephemeral port), served from a thread."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
         self.lock = threading.Lock()
-        self._thread = threading.Thread(target=self.serve_forever, args=(POLL,), daemon=True)
-        self._thread.start()
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # skip HTTPServer's reverse DNS lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}"
+        super().__init__(_Handler)
 
     def answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
         raise NotImplementedError
 
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
         self._thread.join(timeout=5)
 
 

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import json
 import secrets
-import socketserver
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.servers import POLL
+from tests.support.servers import LoopbackHTTPServer
 
 UNHEALTHY_AFTER = 15.0  # instanceHeartBeatTimeOut
 DELETE_AFTER = 30.0  # ipDeleteTimeout
@@ -121,11 +120,8 @@ class NacosDouble:
         class Handler(_Handler):
             nacos = double
 
-        self._server = _Server(("127.0.0.1", self.port), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL,), daemon=True,
-                                        name=f"nacos-double-{self.port}")
-        self._thread.start()
+        self._server = LoopbackHTTPServer(Handler, self.port)
+        self.port = self._server.server_port
 
     @property
     def address(self) -> str:
@@ -133,9 +129,7 @@ class NacosDouble:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
     # --- what tests inspect -------------------------------------------------------------------
     def hosts(self, service: str, group: str = DEFAULT_GROUP, namespace: str = PUBLIC,
@@ -308,14 +302,6 @@ class NacosDouble:
         return 200, {"name": f"{group}@@{service}", "groupName": group, "clusters": ",".join(sorted(clusters)),
                      "cacheMillis": 10000, "hosts": hosts, "lastRefTime": int(time.time() * 1000),
                      "checksum": "", "allIPs": False, "reachProtectionThreshold": False, "valid": True}
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # no reverse DNS lookup of the address
-        self.server_name, self.server_port = self.server_address[:2]
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import gc
 import socket
+import socketserver
 import threading
 from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import redis
@@ -52,6 +54,32 @@ def serve_in_thread(app, host: str = "127.0.0.1", register: dict[str, Any] | Non
     registration = None if register is None else register_service(app, server.port, **register)
     return ServedApp(app=app, url=f"http://{host}:{server.port}", port=server.port, _server=server, _thread=thread,
                      registration=registration)
+
+
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """A test HTTP server on 127.0.0.1 (`port` 0: any free one), served from a daemon thread from
+    construction on; the base of the remote ends the tests stand in for (echo upstreams, providers, Nacos)."""
+
+    daemon_threads = True
+
+    def __init__(self, handler: type, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), handler)
+        self._thread = threading.Thread(target=self.serve_forever, args=(POLL,), daemon=True,
+                                        name=f"{type(self).__name__}-{self.server_port}")
+        self._thread.start()
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # skip HTTPServer's reverse DNS lookup
+        self.server_name, self.server_port = self.server_address[:2]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join(timeout=5)
 
 
 def closed_port() -> int:

@@ -71,6 +71,7 @@ def periodic_tasks(settings: Settings) -> dict:
         "payments.redrive_stalled_refunds": settings.payment_sweep_interval,
         "payments.reconcile_payments": settings.payment_sweep_interval,
         "payments.redrive_unsettled_captures": settings.payment_sweep_interval,
+        "payments.redrive_unsettled_refunds": settings.payment_sweep_interval,
         "notifications.retry_due_deliveries": 30,
     }
     return {name: {"task": name, "schedule": float(every), "options": {"expires": float(every)}}

@@ -71,6 +71,10 @@ class Refund(TimestampMixin, db.Model):
     provider_reference: Mapped[str | None] = mapped_column(sa.String(128))
     failure_reason: Mapped[str | None] = mapped_column(sa.String(255))
     refunded_at: Mapped[dt.datetime | None]
+    # When the refund's order side finished (`payments.settle_refund_order`, after `orders.on_refunded`).
+    # A succeeded refund without it lost the tail of its chain (a broker that forgot the message):
+    # beat runs that tail again.
+    order_settled_at: Mapped[dt.datetime | None]
 
     payment = relationship(Payment, lazy="joined", innerjoin=True)
 

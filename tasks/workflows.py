@@ -43,14 +43,27 @@ def order_side(app: Celery, payment_id: int, order_uuid: str, payment_method: st
 
 
 def refund(app: Celery, refund_id: int, order_uuid: str) -> Signature:
-    """`chain(payments.refund_at_provider, payments.settle_refund, orders.on_refunded)`; the last step
-    receives settle_refund's answer (True: the payment is refunded in full, so a paid order is
-    cancelled). The notifications fan-out follows from the `refund.*` and `order.*` outbox events."""
+    """`chain(payments.refund_at_provider, payments.settle_refund, orders.on_refunded,
+    payments.settle_refund_order)`; on_refunded receives settle_refund's answer (True: the payment is
+    refunded in full, so a paid order is cancelled). The notifications fan-out follows from the
+    `refund.*` and `order.*` outbox events."""
     return chain(
         _si(app, "payments.refund_at_provider", refund_id),
         _si(app, "payments.settle_refund", refund_id),
-        app.signature("orders.on_refunded", args=(order_uuid,)),
+        *refund_order_side(app, refund_id, order_uuid).tasks,
     )
+
+
+def refund_order_side(app: Celery, refund_id: int, order_uuid: str,
+                      fully_refunded: bool | None = None) -> Signature:
+    """`chain(orders.on_refunded, payments.settle_refund_order)`: the refund's tail. In the workflow
+    on_refunded receives settle_refund's answer (`fully_refunded` None); beat re-drives the tail alone
+    for a succeeded refund whose tail the broker lost, with that answer read from the database."""
+    if fully_refunded is None:
+        on_refunded = app.signature("orders.on_refunded", args=(order_uuid,))
+    else:
+        on_refunded = _si(app, "orders.on_refunded", fully_refunded, order_uuid)
+    return chain(on_refunded, app.signature("payments.settle_refund_order", args=(refund_id,)))
 
 
 def launch(signature: Signature) -> str:

@@ -2,7 +2,9 @@
 
 Kick-offs consume outbox events: `refund_workflow.start` (a refund was created), `refund_workflow.
 order_cancel` (the order service: the buyer cancelled a paid order) and `payment.refund_required`
-(money captured for an order that could not keep it). The workflow is `workflows.refund`.
+(money captured for an order that could not keep it). The workflow is `workflows.refund`; beat
+re-drives refunds left open (`redrive_stalled_refunds`) and the order side of succeeded refunds whose
+chain lost its tail (`redrive_unsettled_refunds`).
 """
 from __future__ import annotations
 
@@ -97,6 +99,28 @@ def settle_refund(self, refund_id: int) -> bool:
         refunded = refunds.settle_refund(refund_id)
         db.session.commit()
     return refunded
+
+
+@shared_task(name="payments.settle_refund_order", **TASK_OPTIONS)
+def settle_refund_order(self, order_side: bool, refund_id: int) -> bool:
+    """After `orders.on_refunded` (whose answer it receives): the refund's order side is done."""
+    with transient_retries(self):
+        refunds.settle_order_side(refund_id)
+        db.session.commit()
+    return order_side
+
+
+@shared_task(name="payments.redrive_unsettled_refunds", **TASK_OPTIONS)
+def redrive_unsettled_refunds(self) -> int:
+    """Succeeded refunds whose order side never ran (the broker lost `orders.on_refunded` or
+    `settle_refund_order`): run that tail again; both steps are idempotent."""
+    after = current_app.config["CFMP_SETTINGS"].payment_redrive_after
+    with transient_retries(self):
+        unsettled = refunds.unsettled_order_sides(after, SWEEP_BATCH)
+        for refund_id, order_uuid, fully_refunded in unsettled:
+            log.warning("refund %s succeeded but its order side never finished: re-driving it", refund_id)
+            workflows.launch(workflows.refund_order_side(self.app, refund_id, order_uuid, fully_refunded))
+    return len(unsettled)
 
 
 @shared_task(name="payments.redrive_stalled_refunds", **TASK_OPTIONS)

@@ -4,7 +4,9 @@ A refund is created with its amount reserved on the payment (`models.refund.rese
 conditional UPDATE) and its workflow kick-off (`refund_workflow.start`) in one transaction. The
 workflow asks the provider (`provider_request` → the provider → `record_answer`), then settles
 (`settle_refund`): refund succeeded, the amount counted on the payment, the payment partially or
-fully refunded, and the public `refund.succeeded` event. A refused refund fails, gives its amount
+fully refunded, and the public `refund.succeeded` event; once the order service has applied it
+(`orders.on_refunded`), the refund's order side is stamped done (`settle_order_side`), and beat
+re-drives that side for a succeeded refund left unstamped. A refused refund fails, gives its amount
 back and publishes `refund.failed` (the buyer is told; the order service hears of a failed cancel).
 Every step is a conditional UPDATE, so a re-run changes nothing.
 """
@@ -198,7 +200,34 @@ def settle_refund(refund_id: int) -> bool:
     refund = db.session.get(Refund, refund_id)
     if refund is None:
         raise PermanentError(f"no refund {refund_id}")
-    return db.session.get(Payment, refund.payment_id, populate_existing=True).status is PaymentStatus.REFUNDED
+    return fully_refunded(db.session.get(Payment, refund.payment_id, populate_existing=True))
+
+
+def fully_refunded(payment: Payment) -> bool:
+    """What `orders.on_refunded` is told: the payment is refunded in full (its order is cancelled)."""
+    return payment.status is PaymentStatus.REFUNDED
+
+
+def settle_order_side(refund_id: int) -> bool:
+    """After `orders.on_refunded`: the refund's order side is done (`order_settled_at`), whatever it
+    answered (a partial refund or a completed order changes nothing there). True the first time.
+    Bookkeeping, not a change of the refund: `updated_at` (what `stalled` reads) is left as it is."""
+    return db.session.execute(
+        sa.update(Refund).where(Refund.id == refund_id, Refund.order_settled_at.is_(None))
+        .values(order_settled_at=utcnow(), updated_at=Refund.updated_at)
+        .execution_options(synchronize_session=False)).rowcount == 1
+
+
+def unsettled_order_sides(older_than_seconds: int, batch: int) -> list[tuple[int, str, bool]]:
+    """(refund id, order uuid, payment refunded in full) of succeeded refunds whose order side never
+    finished (`order_settled_at` unset well after `refunded_at`): the broker lost the rest of their chain."""
+    cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
+    rows = db.session.execute(
+        sa.select(Refund.id, Payment).join(Payment, Refund.payment_id == Payment.id)
+        .where(Refund.status == RefundStatus.SUCCEEDED, Refund.order_settled_at.is_(None),
+               Refund.refunded_at <= cutoff)
+        .order_by(Refund.refunded_at, Refund.id).limit(batch)).all()
+    return [(refund_id, str(payment.order_uuid), fully_refunded(payment)) for refund_id, payment in rows]
 
 
 def due_without_refund(older_than_seconds: int, batch: int) -> list[int]:

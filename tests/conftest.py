@@ -74,6 +74,17 @@ def redis_url():
     local.stop()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `mariadb_only` are about a database server: their SQLite copies are deselected
+    (not collected as skips)."""
+    dropped = [item for item in items if item.get_closest_marker("mariadb_only")
+               and getattr(item, "callspec", None) and item.callspec.params.get("backend") == "sqlite"]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = set(dropped)
+        items[:] = [item for item in items if item not in gone]
+
+
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def backend(request) -> str:
     if request.param == "mysql" and MYSQL_URL is None:

@@ -2,14 +2,22 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import marshmallow
+import sqlalchemy as sa
 from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from common.http import error_body
 
 log = logging.getLogger(__name__)
+
+# Seconds a client is asked to wait (`Retry-After`) while the service's database cannot be reached.
+DATABASE_RETRY_AFTER = 5
+# MySQL client errors meaning "no connection" (PyMySQL raises them as OperationalError): cannot
+# connect, server has gone away, lost connection during a query, lost connection (extended).
+_MYSQL_CONNECTION_ERRORS = frozenset({2003, 2006, 2013, 2055})
 
 # Codes for the werkzeug exceptions Flask raises itself (routing, body size, methods).
 HTTP_CODES = {
@@ -54,6 +62,28 @@ class ValidationFailed(ApiError):
     status = 422
 
 
+def is_database_unreachable(exc: BaseException) -> bool:
+    """True only when the database could not be reached; what a statement did wrong (a constraint,
+    bad SQL, a missing table, a deadlock) is a bug or a conflict and stays a 500."""
+    if isinstance(exc, sa.exc.DisconnectionError):
+        return True
+    if not isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        return False
+    if exc.connection_invalidated:  # the dialect recognised a dropped connection
+        return True
+    orig = exc.orig
+    if isinstance(orig, sqlite3.Error):
+        return "unable to open database file" in str(orig)
+    args = getattr(orig, "args", ())
+    return bool(args) and isinstance(args[0], int) and args[0] in _MYSQL_CONNECTION_ERRORS
+
+
+def _database_reason(exc: BaseException) -> str:
+    """The driver's own words (never SQLAlchemy's, which quote the statement and its parameters)."""
+    orig = getattr(exc, "orig", None) or exc
+    return f"{type(orig).__name__}: {orig}"[:300]
+
+
 def json_error(status: int, code: str, message: str, details: dict | None = None):
     response = jsonify(error_body(code, message, g.get("request_id", "-"), details))
     response.status_code = status
@@ -82,5 +112,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        if is_database_unreachable(exc):
+            # An outage, not a bug: one line per request (tagged with its id), no traceback. The
+            # session is rolled back and removed when the app context ends (Flask-SQLAlchemy), and
+            # the pool's pre-ping replaces dead connections, so the database coming back is enough.
+            log.warning("database unreachable, answering 503: %s", _database_reason(exc))
+            response = json_error(503, "database_unavailable",
+                                  "The service's database is unreachable; retry in a few seconds.")
+            response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
+            return response
         log.exception("unhandled error: %s", exc)
         return json_error(500, "internal_error", "An unexpected error occurred; it has been logged.")

@@ -24,5 +24,11 @@ class InboxMixin:
 
 
 class OrderInbox(InboxMixin, db.Model):
+    """The orders bind's inbox. No production code writes it: the order service consumes none of
+    its own events (`tasks/events.py`; the no-op `orders.record_event` was removed), and
+    `orders.on_refund_failed` is guarded by the order's state. The table stays for its migration
+    (0002, frozen history) and for a future orders consumer; the worker-kill test uses it as its
+    dedupe table (`tests/support/effect_tasks.py`)."""
+
     __tablename__ = "order_inbox"
     __bind_key__ = "orders"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import BigId, db, utcnow
 
@@ -24,3 +24,6 @@ class OrderEvent(db.Model):
     reason: Mapped[str] = mapped_column(sa.String(255), default="")
     request_id: Mapped[str] = mapped_column(sa.String(128), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    # Write-only in practice: lets a new order and its first audit row go out in one flush.
+    order = relationship("Order", lazy="raise")

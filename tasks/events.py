@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
-    "order.": ("orders.record_event", "notifications.fanout_event"),
+    # Order events are notified; the order service itself consumes none of them.
+    "order.": ("notifications.fanout_event",),
     # Public payment and refund events reach the fan-out only when they have a message to send
     # (tasks/notifications/templates.py; a test keeps the two lists equal): a message per event
     # nobody is told about would only cost a task.

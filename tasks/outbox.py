@@ -1,5 +1,6 @@
 """Publishing outbox rows: right after the commit that wrote them, and by the beat relay for
-whatever that could not publish (the broker was down, the process died after commit).
+whatever that could not publish (the broker was down, the process died after commit). Rows
+published after their commit are marked so by `tasks.outbox_marks`, a moment later and in batches.
 
 Each event becomes one task message per subscriber, with the task id `<event_id>:<task>`, so a
 re-publish is recognisably the same message; consumers still dedupe on the event id.
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.outbox import OutboxMixin
 from tasks.events import subscribers
+from tasks.outbox_marks import marks
 
 log = logging.getLogger(__name__)
 RELAY_BATCH = 200
@@ -51,25 +53,22 @@ def publish(row: OutboxMixin, producer=None) -> None:
 
 
 def publish_all(rows: list[OutboxMixin], what: str) -> list[OutboxMixin]:
-    """Publish rows in order with one producer, stopping at the first the broker refuses (later
-    events wait for it, so order is kept); returns the rows published."""
-    published: list[OutboxMixin] = []
+    """Publish rows in order over one producer, as one Redis pipeline (kombu's `Producer.batch`):
+    every task message and its `task-sent` event reach the broker in a single round trip. Returns
+    the rows published: all of them, or none when the broker refused the batch (the relay
+    publishes them later; a message that got through anyway is the same task id again, and its
+    consumers dedupe on the event id)."""
     if not rows:
-        return published
-    with _celery().producer_or_acquire() as producer:
-        for row in rows:
-            try:
+        return []
+    try:
+        with _celery().producer_or_acquire() as producer, producer.batch():
+            for row in rows:
                 publish(row, producer)
-            except Exception as exc:  # the broker is away: the relay will publish it later
-                log.warning("%s: %s %s not published (%s); the relay retries", what, row.event_type,
-                            row.event_id, exc)
-                break
-            published.append(row)
-    return published
-
-
-def _mark_published(connection, model, ids: list[int]) -> None:
-    connection.execute(sa.update(model).where(model.id.in_(ids)).values(published_at=utcnow()))
+    except Exception as exc:  # the broker is away: the relay will publish them later
+        log.warning("%s: %d event(s) not published, from %s %s on (%s); the relay retries", what, len(rows),
+                    rows[0].event_type, rows[0].event_id, exc)
+        return []
+    return rows
 
 
 @event.listens_for(Session, "after_flush")
@@ -85,8 +84,7 @@ def _publish_committed(session: Session) -> None:
     for row in publish_all(session.info.pop(_PENDING, []), "outbox"):
         by_model.setdefault(type(row), []).append(row.id)
     for model, ids in by_model.items():
-        with session.get_bind(mapper=sa.inspect(model)).begin() as connection:
-            _mark_published(connection, model, ids)
+        marks.add(session.get_bind(mapper=sa.inspect(model)), model, ids)
 
 
 @event.listens_for(Session, "after_rollback")

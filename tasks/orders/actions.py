@@ -6,16 +6,14 @@ audit `OrderEvent` and an outbox event, so the three commit or vanish together.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import uuid
 from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from models import (
-    SYSTEM_ACTOR, IllegalTransition, Order, OrderEvent, OrderIdempotencyKey, OrderInbox, OrderItem, OrderOutbox,
+    SYSTEM_ACTOR, IllegalTransition, Order, OrderEvent, OrderIdempotencyKey, OrderItem, OrderOutbox,
     OrderStatus, db, utcnow,
 )
 
@@ -57,7 +55,7 @@ def refund_in_flight(order_id: int) -> OrderEvent | None:
 def _record(order: Order, actor: str, from_status: OrderStatus | None, reason: str, request_id: str) -> None:
     to_status = order.status
     event_type = EVENT_TYPES[to_status]
-    db.session.add(OrderEvent(order_id=order.id, event_type=event_type, actor=actor,
+    db.session.add(OrderEvent(order=order, event_type=event_type, actor=actor,
                               from_status=from_status.value if from_status else None, to_status=to_status.value,
                               reason=reason, request_id=request_id))
     db.session.add(OrderOutbox.new(f"order.{event_type}", order.order_uuid, {
@@ -74,13 +72,15 @@ def _record(order: Order, actor: str, from_status: OrderStatus | None, reason: s
 
 
 def create_order(buyer_uuid: uuid.UUID, data: dict, request_id: str = "") -> Order:
+    """The order, its items, its audit row and its outbox event, inserted by one flush."""
     items = [OrderItem(**item) for item in data["items"]]
     total = sum((item.product_price * item.quantity for item in items), Decimal("0.00"))
     fields = {k: v for k, v in data.items() if k != "items"}
-    order = Order(buyer_uuid=buyer_uuid, total_amount=total, status=OrderStatus.PENDING_PAYMENT, items=items, **fields)
+    order = Order(order_uuid=uuid.uuid4(), buyer_uuid=buyer_uuid, total_amount=total,
+                  status=OrderStatus.PENDING_PAYMENT, items=items, **fields)
     db.session.add(order)
-    db.session.flush()
     _record(order, str(buyer_uuid), None, "", request_id)
+    db.session.flush()
     return order
 
 
@@ -223,21 +223,6 @@ def expire_unpaid_orders(timeout_seconds: int, batch: int = 200) -> int:
         log.info("order %s cancelled: %s", order.order_uuid, PAYMENT_TIMEOUT)
         cancelled += 1
     return cancelled
-
-
-def record_event(event: dict, consumer: str) -> bool:
-    """Record a published order event once per consumer; False for one already recorded.
-
-    Commits itself: the unique (consumer, event_id) insert *is* the decision.
-    """
-    db.session.add(OrderInbox(consumer=consumer, event_id=uuid.UUID(event["event_id"]), event_type=event["type"],
-                              payload=json.dumps(event, separators=(",", ":"))))
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        return False
-    return True
 
 
 def purge_idempotency_keys() -> int:

@@ -18,16 +18,6 @@ SWEEP_BATCH = 200
 MAX_SWEEP_BATCHES = 25
 
 
-@shared_task(name="orders.record_event", **TASK_OPTIONS)
-def record_event(self, event: dict) -> bool:
-    """Consume an order event (for now: record it); a redelivered event is recorded once."""
-    with transient_retries(self):
-        recorded = actions.record_event(event, consumer=self.name)
-    log.info("event %s %s of order %s %s", event["type"], event["event_id"], event["data"].get("order_uuid"),
-             "recorded" if recorded else "already recorded")
-    return recorded
-
-
 @shared_task(name="orders.mark_paid", **TASK_OPTIONS)
 def mark_paid(self, order_uuid: str, payment_method: str, paid_at: str) -> bool:
     with transient_retries(self):

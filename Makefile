@@ -33,6 +33,7 @@ bench: install
 	$(PY) -m pip install --disable-pip-version-check -q -r bench/requirements.txt
 	$(PY) -m bench.api $(BENCH_API_ARGS)
 	$(PY) -m bench.workflow $(BENCH_WORKFLOW_ARGS)
+	$(PY) -m bench.scaling $(BENCH_SCALING_ARGS)
 	$(PY) -m bench.chaos $(BENCH_CHAOS_ARGS)
 
 migrate: install

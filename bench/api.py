@@ -132,7 +132,7 @@ def profiles(system: System, targets: dict[str, dict], clients: int, seconds: fl
     found = {}
     for target, process in (("create direct", "orders"), ("create via gateway", "gateway"),
                             ("ceiling insert", "ceiling")):
-        out = system.log_path.with_name(f"profile-{process}.txt")
+        out = profile.keep_path(f"api-{process}")
         say(f"profiling {process} under '{target}', {clients} clients, {seconds:g} s (py-spy)")
         time.sleep(2)  # the previous run's backlog drains first
         profiler = profile.Profiler(pids[process], out)
@@ -142,16 +142,6 @@ def profiles(system: System, targets: dict[str, dict], clients: int, seconds: fl
             profiler.stop()
         found[process] = profile.hot(out) if out.exists() else {"ours": [], "self": []}
     return found
-
-
-def print_profiles(found: dict[str, dict], top: int = 10) -> None:
-    for process, hot in found.items():
-        print(f"\n{process} (py-spy, CPU samples): our functions, inclusive | any function, self")
-        ours, own = hot["ours"][:top], hot["self"][:top]
-        for i in range(max(len(ours), len(own))):
-            left = f"{ours[i][1]:6.1%}  {ours[i][0]}" if i < len(ours) else ""
-            right = f"{own[i][1]:6.1%}  {own[i][0]}" if i < len(own) else ""
-            print(f"  {left:<70.70} | {right}")
 
 
 @click.command()
@@ -196,7 +186,7 @@ def main(seconds: float, clients: str, seed: int, with_profile: bool, log_level:
             say("stopped; scratch databases and Redis keys removed")
     summary = ratios(results)
     print_report(results, summary)
-    print_profiles(hot)
+    profile.print_profiles(hot)
     path = report.save("api", {**document, "results": results, "ratios": summary, "profiles": hot})
     say(f"saved {path}")
 

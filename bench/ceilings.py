@@ -24,18 +24,21 @@ def task_totals(settings: Settings, app=None, workers: int | None = None) -> dic
     return totals
 
 
-def celery_ceiling(system: System, concurrency: Mapping[str, int], mix: Mapping[str, int], count: int) -> dict:
-    """No-op tasks/s: one no-op worker per pool (same pool type and concurrency), `count` tasks
-    spread over their queues in the proportions of `mix` (tasks per pool in the workflow run)."""
+def celery_ceiling(system: System, concurrency: Mapping[str, int], mix: Mapping[str, int], count: int,
+                   processes: int = 1) -> dict:
+    """No-op tasks/s: `processes` no-op workers per pool (same pool type and concurrency), `count`
+    tasks spread over their queues in the proportions of `mix` (tasks per pool in the workflow run)."""
     from bench.noop import make_app, queue_for
     from workers.pools import POOLS, worker_argv
 
     specs = []
     for name, pool in POOLS.items():
-        argv = worker_argv(pool, concurrency.get(name), loglevel="WARNING")
-        argv[argv.index("--queues") + 1] = queue_for(name)
-        argv[argv.index("--hostname") + 1] = node = f"noop-{name}@%h"
-        specs.append(system.custom(f"noop-{name}", (sys.executable, "-m", "celery", "-A", "bench.noop", *argv), node=node))
+        for i in range(processes):
+            argv = worker_argv(pool, concurrency.get(name), loglevel="WARNING")
+            argv[argv.index("--queues") + 1] = queue_for(name)
+            argv[argv.index("--hostname") + 1] = node = f"noop-{name}{i}@%h"
+            specs.append(system.custom(f"noop-{name}{i}", (sys.executable, "-m", "celery", "-A", "bench.noop", *argv),
+                                       node=node))
     supervisor = system.start(specs)
     app = make_app(system.settings)
     try:

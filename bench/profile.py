@@ -2,9 +2,10 @@
 
 `Profiler(pid)` records a process and its children (gunicorn's or Celery's workers) while a load
 runs, as collapsed stacks, sampling only threads that hold the GIL (`--gil`): Python CPU time, not
-waits on sockets. `hot(...)` answers "where does the CPU go" twice: per function of ours, the share
-of samples it was on the stack for (inclusive), and per function anywhere, the share it was the
-innermost frame (self time).
+waits on sockets (on a busy machine, also a holder's waits for a core). `hot(...)` answers "where
+does the CPU go" three ways: per function of ours, the share of samples it was on the stack for
+(inclusive); per function anywhere, the share it was the innermost frame (self time); and per
+function of ours, the share it was the innermost of ours (deepest: past the wrappers).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import collections
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -40,15 +42,29 @@ class Profiler:
             self.process.wait()
 
 
+KEEP = Path(__file__).resolve().parent.parent / "logs" / "bench"
+
+
+def keep_path(name: str) -> Path:
+    """Where a profile's collapsed stacks stay after the run (`logs/bench/<name>.txt`): they load
+    into speedscope or flamegraph.pl as they are."""
+    KEEP.mkdir(parents=True, exist_ok=True)
+    return KEEP / f"{name}.txt"
+
+
 OURS = ("api/", "gateway/", "common/", "models/", "tasks/", "workers/", "bench/")
 
 
-def hot(collapsed: Path, top: int = 12) -> dict[str, list[tuple[str, float]]]:
-    """{"ours": [(function, inclusive share)], "self": [(function, self share)]}, largest first."""
+def hot(collapsed: Path | Iterable[Path], top: int = 12) -> dict[str, list[tuple[str, float]]]:
+    """{"ours": [(function, inclusive share)], "self": [(function, self share)], "deepest": [(function,
+    share)]}, largest first; "deepest" gives each sample to the innermost function of ours on its stack
+    (its own time and the libraries it called: where our code spends, past the wrappers). Several
+    profiles (one pool's processes) count as one."""
     inclusive: collections.Counter[str] = collections.Counter()
     leaves: collections.Counter[str] = collections.Counter()
+    deepest: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in collapsed.read_text().splitlines():
+    for line in _lines(collapsed):
         stack, _, count = line.rpartition(" ")
         frames = [_name(frame) for frame in stack.split(";")[1:]]  # the first names the process
         if not frames or not count.isdigit():
@@ -56,13 +72,42 @@ def hot(collapsed: Path, top: int = 12) -> dict[str, list[tuple[str, float]]]:
         samples = int(count)
         total += samples
         leaves[frames[-1]] += samples
-        for frame in set(frames):
-            if frame.startswith(OURS):
-                inclusive[frame] += samples
+        ours = [frame for frame in frames if frame.startswith(OURS)]
+        if ours:
+            deepest[ours[-1]] += samples
+        for frame in set(ours):
+            inclusive[frame] += samples
     if not total:
-        return {"ours": [], "self": []}
+        return {"ours": [], "self": [], "deepest": []}
     return {"ours": [(name, round(n / total, 3)) for name, n in inclusive.most_common(top)],
-            "self": [(name, round(n / total, 3)) for name, n in leaves.most_common(top)]}
+            "self": [(name, round(n / total, 3)) for name, n in leaves.most_common(top)],
+            "deepest": [(name, round(n / total, 3)) for name, n in deepest.most_common(top)]}
+
+
+def samples(collapsed: Path | Iterable[Path]) -> int:
+    """How many samples one profile or several hold. With `--gil`, the time threads held the GIL
+    times the rate, which counts a holder's waits for a core too: above CPU time on a busy machine."""
+    total = 0
+    for line in _lines(collapsed):
+        count = line.rpartition(" ")[2]
+        total += int(count) if count.isdigit() else 0
+    return total
+
+
+def _lines(collapsed: Path | Iterable[Path]) -> Iterator[str]:
+    for path in [collapsed] if isinstance(collapsed, Path) else collapsed:
+        yield from path.read_text().splitlines()
+
+
+def print_profiles(found: dict[str, dict], top: int = 10) -> None:
+    """`{process: hot(...)}` side by side: our functions, inclusive | any function, self."""
+    for process, hot in found.items():
+        print(f"\n{process} (py-spy, CPU samples): our functions, inclusive | any function, self")
+        ours, own = hot["ours"][:top], hot["self"][:top]
+        for i in range(max(len(ours), len(own))):
+            left = f"{ours[i][1]:6.1%}  {ours[i][0]}" if i < len(ours) else ""
+            right = f"{own[i][1]:6.1%}  {own[i][0]}" if i < len(own) else ""
+            print(f"  {left:<70.70} | {right}")
 
 
 def _name(frame: str) -> str:

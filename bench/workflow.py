@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import click
 
@@ -60,16 +62,19 @@ def settled_totals(system: System, workers: int, quiet: float = 1.5) -> dict[str
         totals = again
 
 
-def saturate(system: System, app, driver: Driver, count: int) -> dict:
+def saturate(system: System, app, driver: Driver, count: int,
+             around: Callable[[System], AbstractContextManager] | None = None) -> dict:
+    """With `around`, the workflows run inside `around(system)` (e.g. a profiler on the processes)."""
     groups = {child.name: child.process.pid for child in system.children()}
     workers = sum(1 for name in groups if name.startswith(("worker-", "beat")))  # beat may answer too
     tasks_before = settled_totals(system, workers)
     cpu_before, own_before = cpu.snapshot(groups), self_cpu()
     say(f"saturation: {count} workflows, {driver.clients} clients")
-    started = time.monotonic()
-    driver.run(count)
-    submitted = time.monotonic()
-    finished = wait_notified(app, count, timeout=60 + count)
+    with around(system) if around else nullcontext():
+        started = time.monotonic()
+        driver.run(count)
+        submitted = time.monotonic()
+        finished = wait_notified(app, count, timeout=60 + count)
     used = cpu.spent(cpu_before, cpu.snapshot(groups))
     tasks = {name: n - tasks_before.get(name, 0) for name, n in settled_totals(system, workers).items()}
     elapsed = finished - started
@@ -133,7 +138,8 @@ def parse_concurrency(value: str) -> dict[str, int]:
 
 
 def run_workflow(scratch: Scratch, orders: int, paced_seconds: float, concurrency: dict[str, int],
-                 processes: int, log_level: str) -> dict:
+                 processes: int, log_level: str,
+                 around_saturation: Callable[[System], AbstractContextManager] | None = None) -> dict:
     from workers import create_worker_app
     from workers.pools import POOLS
 
@@ -147,10 +153,11 @@ def run_workflow(scratch: Scratch, orders: int, paced_seconds: float, concurrenc
         driver = Driver(system.url("gateway"), system.settings)
         driver.run(5)  # warm every path once (connections, imports, policy seeding)
         wait_notified(app, 5, timeout=60)
-        saturation = saturate(system, app, driver, orders)
+        saturation = saturate(system, app, driver, orders, around_saturation)
         half = paced(app, driver, saturation["workflows_per_second"] / 2, paced_seconds)
         system.stop(system.supervisors[0])
-        ceiling = celery_ceiling(system, concurrency, saturation["tasks_by_queue"], max(2000, saturation["tasks"]))
+        ceiling = celery_ceiling(system, concurrency, saturation["tasks_by_queue"], max(2000, saturation["tasks"]),
+                                 processes)
     finally:
         with shielded():
             system.stop()

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from kombu import Queue
 
+from common import broker
 from common.settings import Settings
+
+broker.install()  # redis:// brokers get one redis-py client per channel, not one per publish
 
 QUEUES = ("orders", "payments", "risk", "notifications")
 

@@ -40,8 +40,10 @@ def test_marks_handed_in_together_share_one_update(stack):
     with app.app_context():
         engine = db.engines["orders"]
 
-    def count(conn, cursor, statement, *_):
-        if statement.lstrip().upper().startswith("UPDATE ORDER_OUTBOX"):
+    def count(conn, cursor, statement, parameters, *_):
+        values = parameters.values() if isinstance(parameters, dict) else parameters or ()
+        mine = any(isinstance(value, int) and value in ids for value in values)  # not another test's rows
+        if statement.lstrip().upper().startswith("UPDATE ORDER_OUTBOX") and mine:
             updates.append(statement)
 
     sa.event.listen(engine, "before_cursor_execute", count)

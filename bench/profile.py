@@ -53,13 +53,17 @@ def keep_path(name: str) -> Path:
 
 
 OURS = ("api/", "gateway/", "common/", "models/", "tasks/", "workers/", "bench/")
+# Entry points (the CLI, the server runner) are on every stack of a process: never where time goes.
+ENTRY = ("common/cli/", "common/serve.py")
+ROOT = f"{Path(__file__).resolve().parent.parent}/"
 
 
 def hot(collapsed: Path | Iterable[Path], top: int = 12) -> dict[str, list[tuple[str, float]]]:
     """{"ours": [(function, inclusive share)], "self": [(function, self share)], "deepest": [(function,
     share)]}, largest first; "deepest" gives each sample to the innermost function of ours on its stack
-    (its own time and the libraries it called: where our code spends, past the wrappers). Several
-    profiles (one pool's processes) count as one."""
+    (its own time and the libraries it called: where our code spends, past the wrappers), or, when
+    no code of ours but the entry point is on it, to the library at its leaf (e.g. Celery's own
+    per-task work). Several profiles (one pool's processes) count as one."""
     inclusive: collections.Counter[str] = collections.Counter()
     leaves: collections.Counter[str] = collections.Counter()
     deepest: collections.Counter[str] = collections.Counter()
@@ -73,8 +77,8 @@ def hot(collapsed: Path | Iterable[Path], top: int = 12) -> dict[str, list[tuple
         total += samples
         leaves[frames[-1]] += samples
         ours = [frame for frame in frames if frame.startswith(OURS)]
-        if ours:
-            deepest[ours[-1]] += samples
+        working = [frame for frame in ours if not frame.startswith(ENTRY)]
+        deepest[working[-1] if working else f"{frames[-1].split('/')[0]} (no code of ours below the entry point)"] += samples
         for frame in set(ours):
             inclusive[frame] += samples
     if not total:
@@ -114,6 +118,8 @@ def _name(frame: str) -> str:
     """`handle (gunicorn/workers/gthread.py:123)` → `gunicorn/workers/gthread.py:handle`."""
     function, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
+    if path.startswith(ROOT):
+        return f"{path[len(ROOT):]}:{function}"
     for marker in ("site-packages/", "/main/", "lib/python3"):
         if marker in path:
             path = path.split(marker, 1)[1]

@@ -9,6 +9,7 @@ from celery import Celery
 
 import celeryconfig
 from common.broker import Transport
+from tests.support.servers import drop_keys
 
 
 def app_for(settings) -> Celery:
@@ -50,7 +51,5 @@ def test_publishing_builds_no_redis_client_per_message(settings, monkeypatch):
         assert built == []
     finally:
         monkeypatch.undo()
-        client = redis.Redis.from_url(settings.broker_url)
-        for key in client.scan_iter(f"{prefix}*"):
-            client.delete(key)
+        drop_keys(settings.broker_url, prefix)
         app.close()

@@ -2,12 +2,15 @@
 next to, and the sandbox provider calls back through the gateway, all over real HTTP."""
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
 from models import Payment, RiskAssessment, SecurityPolicy, db
+from tasks.payments.providers import ChargeRequest
 from tests.factories import item, order_body
 from tests.support.waiting import wait_for
 
@@ -107,3 +110,13 @@ def inbox_about(stack, user, related_id: str) -> list[dict]:
     """The user's notifications about `related_id`, read through the gateway."""
     inbox = stack.api(user.token).get("/api/notifications/?page_size=100").json["results"]
     return [n for n in inbox if n["related_id"] == related_id]
+
+
+def charge_request(amount: str = "88.80", currency: str = "CNY",
+                   expires_at: dt.datetime | None = None) -> ChargeRequest:
+    """What a provider adapter is asked to charge, for a payment of its own (the adapter tests)."""
+    return ChargeRequest(1, str(uuid.uuid4()), Decimal(amount), currency, expires_at)
+
+
+def from_now(seconds: float) -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)

@@ -2,7 +2,6 @@
 verified answers and notifications, and the whole payment through the gateway on a real worker."""
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from decimal import Decimal
 from types import SimpleNamespace
@@ -13,10 +12,12 @@ import sqlalchemy as sa
 from common.settings import Settings
 from models import PaymentCallback, db
 from tasks.payments.providers import (
-    ChargeRequest, ChargeState, IgnoredCallback, InvalidCallback, Outcome, ProviderRejected, ProviderUnavailable,
+    ChargeState, IgnoredCallback, InvalidCallback, Outcome, ProviderRejected, ProviderUnavailable,
     RefundOutcome, RefundRequest, get_provider,
 )
-from tests.payments.conftest import new_order, order_status, payment_status, start_payment, wait_payment
+from tests.payments.conftest import (
+    charge_request, from_now, new_order, order_status, payment_status, start_payment, wait_payment,
+)
 from tests.payments.test_payment_flow import events_of
 from tasks.payments.providers.sandbox import SIGNATURE_HEADER, SandboxProvider
 from tests.support.alipay_double import AlipayDouble
@@ -64,11 +65,6 @@ def paying(pay, worker_app, double, keys):
         yield double
 
 
-def charge_request(amount: str = "88.80", currency: str = "CNY", expires_in: float | None = None) -> ChargeRequest:
-    expires_at = None if expires_in is None else dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=expires_in)
-    return ChargeRequest(1, str(uuid.uuid4()), Decimal(amount), currency, expires_at)
-
-
 # --- the adapter against the double ------------------------------------------------------------------
 def test_a_charge_is_a_signed_precreate_with_the_common_parameters(alipay, double):
     request = charge_request("88.80")
@@ -85,12 +81,12 @@ def test_a_charge_is_a_signed_precreate_with_the_common_parameters(alipay, doubl
     # Alipay escapes "/" in the signed node: the text is verified as sent, not re-serialized.
     assert result.payment_data["qr_code"].startswith("https://qr.alipay.com/bax")
     assert alipay.charge(request).reference == number and len(double.trades) == 1  # a re-run is the same trade
-    alipay.charge(charge_request(expires_in=599.5))
+    alipay.charge(charge_request(expires_at=from_now(599.5)))
     assert double.calls[-1].biz["timeout_express"] == "10m"  # the QR code expires with the payment
 
 
 def test_query_follows_the_trade(alipay, double):
-    request = charge_request("12.34", expires_in=600)
+    request = charge_request("12.34", expires_at=from_now(600))
     reference = alipay.charge(request).reference
     assert alipay.query(request, reference).state is ChargeState.PROCESSING  # not scanned yet, still payable
     double.scan(reference)
@@ -101,7 +97,7 @@ def test_query_follows_the_trade(alipay, double):
     double.trades[reference].status = "TRADE_CLOSED"
     assert alipay.query(request, reference).state is ChargeState.CLOSED
     assert alipay.query(request, uuid.uuid4().hex).state is ChargeState.PROCESSING  # unknown, payable a while
-    gone = charge_request(expires_in=-121)  # expired (beyond the QR code's rounding): never scanned, never will be
+    gone = charge_request(expires_at=from_now(-121))  # expired (beyond the QR code's rounding): never scanned, never will be
     assert alipay.query(gone, uuid.uuid4().hex).state is ChargeState.CLOSED
     assert alipay.query(charge_request(), uuid.uuid4().hex).state is ChargeState.CLOSED  # expiry not given
     queries = double.calls_of("alipay.trade.query")

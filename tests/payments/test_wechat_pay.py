@@ -14,10 +14,12 @@ import sqlalchemy as sa
 from common.settings import Settings
 from models import PaymentCallback, db
 from tasks.payments.providers import (
-    ChargeRequest, ChargeState, IgnoredCallback, InvalidCallback, Outcome, ProviderRejected, ProviderUnavailable,
+    ChargeState, IgnoredCallback, InvalidCallback, Outcome, ProviderRejected, ProviderUnavailable,
     RefundOutcome, RefundRequest, get_provider,
 )
-from tests.payments.conftest import new_order, order_status, payment_status, start_payment, wait_payment
+from tests.payments.conftest import (
+    charge_request, new_order, order_status, payment_status, start_payment, wait_payment,
+)
 from tests.payments.test_payment_flow import events_of
 from tests.support.doubles import key_pair, settings_of
 from tests.support.servers import closed_port
@@ -63,10 +65,6 @@ def paying(pay, worker_app, double, keys):
     """The running system with WeChat Pay configured (payment service and worker) against the double."""
     with settings_of([pay.apps["payments"], worker_app], **configured(keys, double)):
         yield double
-
-
-def charge_request(amount: str = "88.80", currency: str = "CNY", expires_at: dt.datetime | None = None) -> ChargeRequest:
-    return ChargeRequest(1, str(uuid.uuid4()), Decimal(amount), currency, expires_at)
 
 
 # --- the adapter against the double ------------------------------------------------------------------

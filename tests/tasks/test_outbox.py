@@ -18,7 +18,7 @@ from models import NotificationInbox, OrderOutbox, db, utcnow
 from tasks.outbox import publish_all
 from tests.factories import order_body
 from tests.notifications.support import order_event
-from tests.support.servers import closed_port
+from tests.support.servers import closed_port, drop_keys
 from tests.support.waiting import stays, wait_for
 
 FANOUT = "notifications.fanout_event"
@@ -132,6 +132,4 @@ def test_the_events_of_a_commit_reach_the_broker_in_one_round_trip(settings, mon
             assert len(publish_all(events(), "test")) == 3
         assert sent == [("LPUSH", "PUBLISH") * 3], sent
     finally:
-        client = redis.Redis.from_url(settings.broker_url)
-        for key in client.scan_iter(f"{prefix}*"):
-            client.delete(key)
+        drop_keys(settings.broker_url, prefix)

@@ -4,7 +4,7 @@ straight to the order service, next to a bare Flask + Flask-SQLAlchemy insert (t
     python -m bench.api [--seconds 10] [--clients 1,16,64]
 
 Starts on scratch MariaDB databases: the order service and the gateway (`cfmp serve`, `cfmp gateway`,
-gunicorn gthread 2×8 each) and the ceiling app (same server settings). No worker pool runs: the
+gunicorn gthread, 4 workers × 4 threads each) and the ceiling app (same server settings). No worker pool runs: the
 events each new order publishes wait in the run's Redis prefix, so the figures are the HTTP path
 (validation, auth, the order, its audit row and outbox row, the publish after commit) and nothing
 else competes for the two cores. Each load level runs every target back to back, so a change in
@@ -23,6 +23,7 @@ import click
 from bench import cpu, loadgen, profile, report
 from bench.scratch import Scratch
 from bench.system import System, interruptible, say, shielded
+from common.serve import DEFAULT_THREADS, DEFAULT_WORKERS
 
 SELLER = uuid.UUID("00000000-0000-4000-8000-0000000000aa")
 POST_BUYER = uuid.UUID("00000000-0000-4000-8000-0000000000b1")
@@ -159,7 +160,8 @@ def main(seconds: float, clients: str, seed: int, with_profile: bool, log_level:
     scratch = Scratch()
     system = None
     document = {"machine": report.machine(), "seconds_per_run": seconds, "clients": levels,
-                "services": "gunicorn gthread, 2 workers × 8 threads each; MariaDB; LOG_LEVEL " + log_level}
+                "services": f"gunicorn gthread, {DEFAULT_WORKERS} workers × {DEFAULT_THREADS} threads each; MariaDB; "
+                            f"LOG_LEVEL {log_level}"}
     say(f"run {scratch.run_id}: load average {document['machine']['load_average_at_start']}")
     try:
         with interruptible():

@@ -21,7 +21,7 @@ from flask import Flask, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from common.serve import ServeOptions, run
+from common.serve import DEFAULT_THREADS, DEFAULT_WORKERS, ServeOptions, run
 from models.engine import engine_options
 
 
@@ -67,8 +67,8 @@ def create_app(url: str) -> Flask:
 
 @click.command()
 @click.option("--port", type=int, default=0)
-@click.option("--workers", type=int, default=2)
-@click.option("--threads", type=int, default=8)
+@click.option("--workers", type=int, default=DEFAULT_WORKERS)
+@click.option("--threads", type=int, default=DEFAULT_THREADS)
 def main(port: int, workers: int, threads: int) -> None:
     app = create_app(os.environ["BENCH_CEILING_DB_URL"])
     run("ceiling", app, ServeOptions(port=port, workers=workers, threads=threads, log_level="WARNING"))

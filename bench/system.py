@@ -18,6 +18,7 @@ from pathlib import Path
 from common.cli.liveness import PingReadiness
 from common.cli.supervisor import Child, ChildSpec, Output, Supervisor, http_ready
 from common.localredis import free_port
+from common.serve import DEFAULT_THREADS, DEFAULT_WORKERS
 from common.settings import Settings
 
 from bench.scratch import Scratch
@@ -84,12 +85,12 @@ class System:
         return f"http://{HOST}:{self.ports[name]}"
 
     # --- child specs -----------------------------------------------------------------------------
-    def service(self, name: str, workers: int = 2, threads: int = 8) -> ChildSpec:
+    def service(self, name: str, workers: int = DEFAULT_WORKERS, threads: int = DEFAULT_THREADS) -> ChildSpec:
         argv = (*CLI, "serve", name, "--host", HOST, "--port", str(self.ports[name]),
                 "--workers", str(workers), "--threads", str(threads))
         return ChildSpec(name, argv, http_ready("/ready"))
 
-    def gateway(self, workers: int = 2, threads: int = 8) -> ChildSpec:
+    def gateway(self, workers: int = DEFAULT_WORKERS, threads: int = DEFAULT_THREADS) -> ChildSpec:
         argv = (*CLI, "gateway", "--host", HOST, "--port", str(self.ports["gateway"]),
                 "--workers", str(workers), "--threads", str(threads))
         return ChildSpec("gateway", argv, http_ready("/health"))

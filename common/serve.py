@@ -29,12 +29,20 @@ log = logging.getLogger("cfmp.serve")
 LISTENING_PREFIX = "listening on "
 
 
+# gunicorn (gthread) keeps a keep-alive connection on the worker that accepted it, and a client
+# that opens its connections at once (a load generator, the gateway's pool) often lands most of them
+# on one worker, whose GIL then caps it at one core. Four workers of four threads spread a 2-core
+# machine's connections so that two busy workers are the usual case, not the lucky one.
+DEFAULT_WORKERS = 4
+DEFAULT_THREADS = 4
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 0
-    workers: int = 2
-    threads: int = 8
+    workers: int = DEFAULT_WORKERS
+    threads: int = DEFAULT_THREADS
     dev: bool = False
     log_level: str = "INFO"
 

@@ -102,8 +102,8 @@ def _request_target(req: Request) -> str:
 
 def _client_response(upstream: Upstream) -> Response:
     try:
-        headers = client_response_headers(upstream.response.headers.items())
-        response = Response(upstream, status=upstream.response.status, headers=headers)
+        headers = client_response_headers(upstream.headers)
+        response = Response(upstream, status=upstream.status, headers=headers)
     except BaseException:
         upstream.close()  # not handed to the server yet, so nobody else would return the connection
         raise

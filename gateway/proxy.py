@@ -1,9 +1,10 @@
-"""Forwarding to upstream instances over one shared, thread-safe urllib3 pool.
+"""The proxy policy: which instance gets a request, which headers travel, and what a failure answers.
 
-One `PoolManager` per gateway process keeps keep-alive connections to each upstream, so a request
-does not pay a TCP handshake. Retries are off at the urllib3 level because the only safe retry (the
-next instance, when a connection could not even be opened) is decided here, where the rule "never
-resend a request that may have reached an upstream" can be kept.
+One `UpstreamClient` per gateway process (gateway.upstream_client: a small HTTP/1.1 client with
+keep-alive pools, built for this hop because urllib3 and http.client cost most of the gateway's CPU)
+keeps connections to each upstream, so a request does not pay a TCP handshake. Failover to the next
+instance is decided here, where the rule "never resend a request that may have reached an upstream"
+is kept: only a connection that could not even be opened moves on.
 """
 from __future__ import annotations
 
@@ -13,13 +14,21 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-import urllib3
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
-
 from common.http import REQUEST_ID_HEADER
 from common.settings import Settings
 from gateway.auth import is_identity_header
 from gateway.discovery import Discovery
+from gateway.upstream_client import (
+    ConnectFailed,
+    ConnectTimeout,
+    InvalidRequest,
+    ReadTimeout,
+    Response,
+    UpstreamClient,
+    UpstreamError,
+    origin,
+    prepare,
+)
 
 logger = logging.getLogger("gateway")
 
@@ -34,6 +43,7 @@ _REQUEST_ONLY = frozenset({"host", "content-length", "expect", "x-forwarded-host
 POOL_MAXSIZE = 32  # idle connections kept per instance; more are opened (not waited for) under load
 NUM_POOLS = 64  # instances whose pools are kept; the least recently used beyond that are closed
 CHUNK_SIZE = 64 * 1024
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 class GatewayError(Exception):
@@ -92,30 +102,32 @@ def upstream_request_headers(
     client_addr: str | None,
     host: str,
     scheme: str,
-) -> urllib3.HTTPHeaderDict:
-    """The client's headers as the upstream should see them.
+) -> list[tuple[str, str]]:
+    """The client's headers as the upstream should see them, as (name, value) pairs in order.
 
     Every client `X-User-*` header is dropped before the gateway's own identity headers are added, so a
-    client can never smuggle an identity past the gateway, whatever the case of the name.
+    client can never smuggle an identity past the gateway, whatever the case of the name. Host and
+    Content-Length are left to the upstream client, which knows the instance and the body.
     """
     incoming = list(incoming)
-    drop = _connection_tokens(incoming) | _REQUEST_ONLY
-    headers = urllib3.HTTPHeaderDict()
+    drop = _connection_tokens(incoming) | _REQUEST_ONLY | {REQUEST_ID_HEADER.lower()}
+    drop.update(name.lower() for name in identity)
+    headers = []
     forwarded_for = []
     for name, value in incoming:
         lowered = name.lower()
         if lowered == "x-forwarded-for":
             forwarded_for.append(value)
-        elif lowered not in drop and lowered != REQUEST_ID_HEADER.lower() and not is_identity_header(name):
-            headers.add(name, value)
+        elif lowered not in drop and not is_identity_header(name):
+            headers.append((name, value))
     if client_addr:
         forwarded_for.append(client_addr)
     if forwarded_for:
-        headers["X-Forwarded-For"] = ", ".join(forwarded_for)
-    headers["X-Forwarded-Host"] = host
-    headers["X-Forwarded-Proto"] = scheme
-    headers[REQUEST_ID_HEADER] = request_id
-    headers.update(identity)
+        headers.append(("X-Forwarded-For", ", ".join(forwarded_for)))
+    headers.append(("X-Forwarded-Host", host))
+    headers.append(("X-Forwarded-Proto", scheme))
+    headers.append((REQUEST_ID_HEADER, request_id))
+    headers.extend(identity.items())
     return headers
 
 
@@ -126,11 +138,18 @@ def client_response_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[s
     return [(name, value) for name, value in upstream if name.lower() not in drop]
 
 
-def upstream_error(exc: HTTPError, service: str) -> GatewayError:
-    """Map a urllib3 failure to the gateway's 502 (unreachable) or 504 (too slow)."""
-    if isinstance(exc, (ReadTimeoutError, ConnectTimeoutError)) and not isinstance(exc, NewConnectionError):
+def upstream_error(exc: UpstreamError, service: str) -> GatewayError:
+    """Map an upstream failure to the gateway's 502 (unreachable, broken) or 504 (too slow)."""
+    if isinstance(exc, (ReadTimeout, ConnectTimeout)):
         return GatewayError(504, "upstream_timeout", f"The {service} service did not answer in time.")
     return GatewayError(502, "upstream_unavailable", f"The {service} service could not be reached.")
+
+
+def replayable(method: str, headers: Iterable[tuple[str, str]]) -> bool:
+    """Whether running the request twice is harmless, so it may be resent when a pooled connection
+    turns out closed before any answer: an idempotent method (RFC 9110 §9.2.2), or a request carrying
+    an Idempotency-Key, which the services deduplicate (a second copy is replayed or answered 409)."""
+    return method in IDEMPOTENT_METHODS or any(name.lower() == "idempotency-key" for name, _ in headers)
 
 
 class Upstream:
@@ -141,29 +160,24 @@ class Upstream:
     connection can no longer carry another request.
     """
 
-    def __init__(self, instance: str, method: str, response: urllib3.BaseHTTPResponse):
+    def __init__(self, instance: str, response: Response):
         self.instance = instance  # the base URL that answered (logged; the query may hold secrets)
-        self.response = response
-        self._bodyless = method == "HEAD" or response.status in (204, 304) or response.status < 200
-        self._complete = False
+        self.status = response.status
+        self.headers = response.headers  # (name, value) pairs, repeats and case kept
+        self._response = response
         self._log_context = contextvars.copy_context()  # carries the request id past the request
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            yield from self.response.stream(CHUNK_SIZE, decode_content=False)
-        except HTTPError as exc:
+            yield from self._response
+        except UpstreamError as exc:
             # Re-raised so the server aborts the client connection instead of ending a truncated
             # body as if it were complete.
             self._log_context.run(logger.warning, "upstream %s broke off the body: %s", self.instance, exc)
             raise
-        self._complete = True
 
     def close(self) -> None:
-        if self._complete or self._bodyless:
-            self.response.drain_conn()
-        else:
-            self.response.close()
-        self.response.release_conn()
+        self._response.close()
 
 
 class Proxy:
@@ -171,11 +185,9 @@ class Proxy:
 
     def __init__(self, settings: Settings, discovery: Discovery):
         self._discovery = discovery
-        self._timeout = urllib3.Timeout(
-            connect=settings.gateway_connect_timeout, read=settings.gateway_read_timeout
-        )
-        self._pool = urllib3.PoolManager(
-            num_pools=NUM_POOLS, maxsize=POOL_MAXSIZE, block=False, retries=False, timeout=self._timeout
+        self._client = UpstreamClient(
+            connect_timeout=settings.gateway_connect_timeout, read_timeout=settings.gateway_read_timeout,
+            maxsize=POOL_MAXSIZE, num_pools=NUM_POOLS,
         )
         self._turns: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -188,39 +200,43 @@ class Proxy:
         return instances[start:] + instances[:start]
 
     def forward(
-        self, service: str, method: str, target: str, headers: urllib3.HTTPHeaderDict, body: bytes
+        self, service: str, method: str, target: str, headers: list[tuple[str, str]], body: bytes
     ) -> Upstream:
-        """Send `method target` to one instance of `service`; raises GatewayError (502/503/504).
+        """Send `method target` to one instance of `service`; raises GatewayError (400/502/503/504).
 
         Only a failure to open the connection moves on to the next instance: at that point nothing
-        was sent. Once the request may have been written (reset, read timeout) it is never resent,
-        because a POST could then run twice.
+        was sent. Once the request may have been written (reset, read timeout) it is never resent to
+        another instance, because a POST could then run twice (the client's one resend on a fresh
+        connection to the same instance is limited to requests the upstream cannot have run, or
+        `replayable` ones: see gateway.upstream_client).
         """
         instances = self._discovery.instances(service)
         if not instances:
             raise GatewayError(503, "service_unavailable", f"No instance of the {service} service is known.")
-        failure: HTTPError | None = None
+        try:
+            request = prepare(method, target, headers, body)
+        except InvalidRequest as exc:
+            raise GatewayError(400, "bad_request", "A request header cannot be forwarded.") from exc
+        resendable = replayable(method, headers)
+        failure: ConnectFailed | None = None
         # A weighted list repeats instances; failing over, each one is tried once.
         for base in dict.fromkeys(self._rotation(service, instances)):
             try:
-                response = self._pool.urlopen(
-                    method, base + target, body=body or None, headers=headers, redirect=False, retries=False,
-                    preload_content=False, decode_content=False, timeout=self._timeout,
-                )
-            except ConnectTimeoutError as exc:  # includes NewConnectionError (refused, DNS)
+                response = self._client.send(origin(base), request, replayable=resendable)
+            except ConnectFailed as exc:  # refused, unresolvable, connect timeout: nothing was sent
                 logger.warning("cannot connect to %s instance %s: %s", service, base, exc)
                 failure = exc
                 continue
-            except HTTPError as exc:
+            except UpstreamError as exc:
                 logger.warning("%s instance %s failed: %s", service, base, exc)
                 raise upstream_error(exc, service) from exc
-            return Upstream(base, method, response)
+            return Upstream(base, response)
         assert failure is not None
         raise upstream_error(failure, service) from failure
 
     def close(self) -> None:
         """Close every pooled connection and stop discovery's refresher (tests and worker shutdown)."""
-        self._pool.clear()
+        self._client.close()
         close = getattr(self._discovery, "close", None)
         if close is not None:
             close()

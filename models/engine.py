@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import sqlite3
 
+import pymysql
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import Pool
+
+# Set on a pooled MariaDB connection's record while the last thing SQLAlchemy did on it was a COMMIT
+# or ROLLBACK: nothing can be left open, so the ROLLBACK the pool would send on its return is skipped.
+_SETTLED = "cfmp_settled"
 
 
 @sa.event.listens_for(Engine, "connect")
@@ -17,6 +23,48 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor.close()
 
 
+def _set_settled(connection: Connection, settled: bool) -> None:
+    connection.info[_SETTLED] = settled
+
+
+@sa.event.listens_for(Pool, "checkout")
+def _unsettled_on_checkout(_dbapi_connection, record, _proxy) -> None:
+    record.info[_SETTLED] = False  # a raw DBAPI user (`raw_connection()`) gets the reset as before
+
+
+@sa.event.listens_for(Engine, "begin")
+def _began(connection: Connection) -> None:
+    _set_settled(connection, False)
+
+
+@sa.event.listens_for(Engine, "commit")
+def _committing(connection: Connection) -> None:
+    _set_settled(connection, True)  # fired before the COMMIT: a failed one is unsettled by handle_error
+
+
+@sa.event.listens_for(Engine, "rollback")
+def _rolling_back(connection: Connection) -> None:
+    _set_settled(connection, True)
+
+
+@sa.event.listens_for(Engine, "handle_error")
+def _failed(context) -> None:
+    try:
+        _set_settled(context.connection, False)
+    except Exception:  # the connection is gone (invalidated): nothing of it returns to the pool
+        pass
+
+
+@sa.event.listens_for(Pool, "reset")
+def _reset_unless_settled(dbapi_connection, record, _state) -> None:
+    """The pool's reset for MariaDB engines (built with `pool_reset_on_return=None`): ROLLBACK only
+    when the connection may hold an open transaction. SQLAlchemy's own reset rolls back after every
+    COMMIT a session makes (the session closes its connection after committing), one round trip per
+    request and per task for nothing. Other engines keep SQLAlchemy's reset; this adds nothing there."""
+    if isinstance(dbapi_connection, pymysql.connections.Connection) and not record.info.get(_SETTLED, False):
+        dbapi_connection.rollback()
+
+
 def engine_options(url: str) -> dict:
     """Flask-SQLAlchemy bind options (`{"url": ..., **engine kwargs}`) for one database URL."""
     backend = make_url(url).get_backend_name()
@@ -27,6 +75,7 @@ def engine_options(url: str) -> dict:
         "pool_pre_ping": True,
         "pool_recycle": 1800,
         "pool_size": 10,
+        "pool_reset_on_return": None,  # `_reset_unless_settled` resets instead
         "max_overflow": 20,
         # Conditional UPDATEs read the latest committed row either way; READ COMMITTED avoids the
         # gap locks that make concurrent inserts deadlock under REPEATABLE READ.

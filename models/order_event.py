@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import BigId, db, utcnow
 
@@ -25,5 +25,3 @@ class OrderEvent(db.Model):
     request_id: Mapped[str] = mapped_column(sa.String(128), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
-    # Write-only in practice: lets a new order and its first audit row go out in one flush.
-    order = relationship("Order", lazy="raise")

@@ -71,11 +71,16 @@ def publish_all(rows: list[OutboxMixin], what: str) -> list[OutboxMixin]:
     return rows
 
 
-@event.listens_for(Session, "after_flush")
-def _collect(session: Session, _flush_context) -> None:
-    rows = [obj for obj in session.new if isinstance(obj, OutboxMixin)]
+def stage(session: Session, rows: list[OutboxMixin]) -> None:
+    """Publish `rows` once `session` commits (forgotten if it rolls back). Flushed rows are staged
+    by the flush itself; rows inserted past the unit of work (`models.direct_insert`) are staged here."""
     if rows:
         session.info.setdefault(_PENDING, []).extend(rows)
+
+
+@event.listens_for(Session, "after_flush")
+def _collect(session: Session, _flush_context) -> None:
+    stage(session, [obj for obj in session.new if isinstance(obj, OutboxMixin)])
 
 
 @event.listens_for(Session, "after_commit")

@@ -9,7 +9,7 @@ import click
 from common.cli.apisix import render_apisix
 from common.cli.apps import GATEWAY_APP, load_factory, service_app
 from common.logging import configure_logging
-from common.serve import ServeOptions, run
+from common.serve import DEFAULT_THREADS, DEFAULT_WORKERS, ServeOptions, run
 from common.settings import Settings
 
 
@@ -19,9 +19,9 @@ def server_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind."),
         click.option("--port", type=click.IntRange(0, 65535), default=None,
                      help="Port to bind; default from settings (e.g. ORDERS_PORT), 0 picks a free one."),
-        click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+        click.option("--workers", type=click.IntRange(1), default=DEFAULT_WORKERS, show_default=True,
                      help="gunicorn worker processes."),
-        click.option("--threads", type=click.IntRange(1), default=8, show_default=True,
+        click.option("--threads", type=click.IntRange(1), default=DEFAULT_THREADS, show_default=True,
                      help="Threads per worker."),
         click.option("--dev", is_flag=True,
                      help="werkzeug's threaded server instead of gunicorn (one process)."),

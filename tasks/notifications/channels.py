@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import smtplib
 import ssl
+import uuid
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -19,9 +20,9 @@ import urllib3
 from sqlalchemy.exc import IntegrityError
 
 from common.settings import Settings
-from models import Notification, NotificationDelivery, NotificationFanout, NotificationPreference, db, utcnow
+from models import NotificationDelivery, NotificationFanout, NotificationPreference, db, utcnow
 from tasks.errors import PermanentError, TransientError
-from tasks.notifications import signing
+from tasks.notifications import core, signing
 
 SMTP_TIMEOUT = 10.0
 WEBHOOK_TIMEOUT = 5.0
@@ -29,20 +30,27 @@ WEBHOOK_TIMEOUT = 5.0
 RETRYABLE_4XX = (408, 429)
 _HTTP = urllib3.PoolManager(maxsize=8, retries=False, timeout=urllib3.Timeout(total=WEBHOOK_TIMEOUT))
 
+# The inbox row of a fan-out, copied by the database (INSERT … SELECT), with the given uuid; built
+# once with bind parameters, as the statements of `delivery` are.
+_inbox, _fanout = core.notifications.c, core.fanouts.c
+IN_APP_COPY = sa.insert(core.notifications).from_select(
+    [_inbox.notification_uuid, _inbox.recipient_uuid, _inbox.fanout_id, _inbox.type, _inbox.title,
+     _inbox.content, _inbox.is_read, _inbox.related_id, _inbox.related_data, _inbox.created_at],
+    sa.select(sa.bindparam("new_uuid", type_=_inbox.notification_uuid.type), _fanout.recipient_uuid,
+              _fanout.id, _fanout.type, _fanout.title, _fanout.content, sa.false(), _fanout.related_id,
+              _fanout.related_data, _fanout.created_at)
+    .where(_fanout.id == sa.bindparam("source_fanout")),
+)
 
-def send_in_app(delivery: NotificationDelivery, fanout: NotificationFanout) -> None:
-    """Write the inbox row; one per fan-out (unique `fanout_id`), so a repeat is a no-op."""
-    exists = sa.select(Notification.id).where(Notification.fanout_id == fanout.id)
-    if db.session.scalar(exists) is not None:
-        return
-    db.session.add(Notification(
-        recipient_uuid=fanout.recipient_uuid, fanout_id=fanout.id, type=fanout.type, title=fanout.title,
-        content=fanout.content, related_id=fanout.related_id, related_data=fanout.related_data,
-        created_at=fanout.created_at,
-    ))
+
+def send_in_app(delivery: NotificationDelivery) -> None:
+    """Write the inbox row, one per fan-out (unique `fanout_id`), so a repeat is a no-op. The row is
+    copied from the fan-out by the database (`IN_APP_COPY`): the message never travels to the worker
+    and back. Not committed here: the caller's commit records it with the delivery's outcome."""
     try:
-        db.session.commit()
-    except IntegrityError:  # a concurrent attempt wrote it first: delivered all the same
+        parameters = {"new_uuid": uuid.uuid4(), "source_fanout": delivery.fanout_id}
+        core.connection().execute(IN_APP_COPY, parameters)
+    except IntegrityError:  # written before (a redelivery) or by a concurrent attempt: delivered all the same
         db.session.rollback()
 
 

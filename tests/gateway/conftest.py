@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -10,7 +10,15 @@ import pytest
 from common.settings import Settings
 from common.tokens import issue_token
 from gateway.discovery import Discovery
-from tests.gateway.servers import GATEWAY_SECRET, SERVICES, EchoServer, RawUpstream, ServedGateway
+from tests.gateway.servers import (
+    GATEWAY_SECRET,
+    SERVICES,
+    EchoServer,
+    Peer,
+    RawUpstream,
+    ScriptedUpstream,
+    ServedGateway,
+)
 
 
 @dataclass
@@ -18,7 +26,7 @@ class Lab:
     """Starts servers for one test and stops them all afterwards, gateways before their upstreams."""
 
     gateways: list[ServedGateway] = field(default_factory=list)
-    upstreams: list[EchoServer | RawUpstream] = field(default_factory=list)
+    upstreams: list[EchoServer | RawUpstream | ScriptedUpstream] = field(default_factory=list)
 
     def echo(self) -> EchoServer:
         self.upstreams.append(server := EchoServer())
@@ -26,6 +34,10 @@ class Lab:
 
     def raw(self, mode: str) -> RawUpstream:
         self.upstreams.append(server := RawUpstream(mode))
+        return server
+
+    def scripted(self, script: Callable[[Peer, int], None]) -> ScriptedUpstream:
+        self.upstreams.append(server := ScriptedUpstream(script))
         return server
 
     def gateway(

@@ -10,8 +10,9 @@ import gzip
 import http.client
 import json
 import socket
+import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 
@@ -180,6 +181,120 @@ def _read_head(conn: socket.socket) -> bytes:
             break
         data += chunk
     return data
+
+
+class Peer:
+    """The upstream's end of one connection a `ScriptedUpstream` accepted."""
+
+    def __init__(self, sock: socket.socket, upstream: ScriptedUpstream):
+        self.sock = sock
+        self._upstream = upstream
+        self._pending = b""
+
+    def read_request(self) -> bytes | None:
+        """One whole request (head and Content-Length body) as sent, or None when the gateway closed."""
+        data = self._pending
+        while b"\r\n\r\n" not in data:
+            chunk = self._recv()
+            if not chunk:
+                return None
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(rest) < length:
+            chunk = self._recv()
+            if not chunk:
+                return None
+            rest += chunk
+        request, self._pending = head + b"\r\n\r\n" + rest[:length], rest[length:]
+        self._upstream.requests.append(request)
+        return request
+
+    def _recv(self) -> bytes:
+        """The next bytes, or b"" once the gateway closed its end or the upstream is stopping."""
+        while not self._upstream.stopping.is_set():
+            try:
+                return self.sock.recv(65536)
+            except TimeoutError:
+                continue
+        return b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reset(self) -> None:
+        """Close with a TCP reset instead of a FIN, as a crashed or timed-out peer may."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def hold(self) -> None:
+        """Keep the connection open without answering until the upstream stops (for read timeouts)."""
+        self._upstream.stopping.wait()
+
+    def wait_closed(self) -> bool:
+        """Block until the gateway closes its end (True), or the upstream is stopped (False)."""
+        while not self._upstream.stopping.is_set():
+            try:
+                if self.sock.recv(65536) == b"":
+                    return True
+            except TimeoutError:
+                continue
+            except OSError:  # reset
+                return True
+        return False
+
+
+class ScriptedUpstream:
+    """A TCP listener that plays `script(peer, index)` on the `index`-th connection it accepts, in a
+    thread of its own, and closes the connection when the script returns. It counts the connections
+    (`accepted`), records every request read (`requests`) and sets `finished` after each script."""
+
+    def __init__(self, script: Callable[[Peer, int], None]):
+        self.script = script
+        self.accepted = 0
+        self.requests: list[bytes] = []
+        self.finished = threading.Semaphore(0)
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(POLL)
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            sock.settimeout(POLL * 10)
+            thread = threading.Thread(target=self._play, args=(sock, self.accepted), daemon=True)
+            self.accepted += 1
+            self._threads.append(thread)
+            thread.start()
+
+    def _play(self, sock: socket.socket, index: int) -> None:
+        peer = Peer(sock, self)
+        try:
+            self.script(peer, index)
+        except OSError:
+            pass  # the gateway hung up: that is for the test to assert on, not for this thread
+        finally:
+            peer.sock.close()  # a script may have replaced it (wrapped in TLS)
+            self.finished.release()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._acceptor.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._listener.close()
 
 
 def closed_url() -> str:

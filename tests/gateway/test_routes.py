@@ -2,18 +2,12 @@
 from __future__ import annotations
 
 import pytest
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    NameResolutionError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-)
 
 from common.settings import Settings
 from gateway.discovery import StaticDiscovery
 from gateway.proxy import upstream_error
 from gateway.routes import ROUTES, has_dot_segment, match
+from gateway.upstream_client import ConnectFailed, ConnectTimeout, ProtocolError, ReadTimeout
 
 
 @pytest.mark.parametrize(
@@ -73,11 +67,11 @@ def test_static_discovery_refuses_bad_urls_at_start(url: str) -> None:
 @pytest.mark.parametrize(
     ("exc", "status", "code"),
     [
-        (NewConnectionError(None, "refused"), 502, "upstream_unavailable"),
-        (NameResolutionError("nowhere.invalid", None, OSError("no such host")), 502, "upstream_unavailable"),
+        (ConnectFailed("refused"), 502, "upstream_unavailable"),
+        (ConnectFailed("no such host"), 502, "upstream_unavailable"),
         (ProtocolError("Connection aborted."), 502, "upstream_unavailable"),
-        (ConnectTimeoutError(None, "connect timed out"), 504, "upstream_timeout"),
-        (ReadTimeoutError(None, "/", "read timed out"), 504, "upstream_timeout"),
+        (ConnectTimeout("connect timed out"), 504, "upstream_timeout"),
+        (ReadTimeout("read timed out"), 504, "upstream_timeout"),
     ],
 )
 def test_upstream_failures_map_to_gateway_statuses(exc: Exception, status: int, code: str) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from models import Notification, NotificationDelivery, NotificationFanout, NotificationInbox, utcnow
+import pytest
+
+from models import Notification, NotificationDelivery, NotificationFanout, NotificationInbox, db, utcnow
 from tests.factories import order_body
 from tests.notifications.support import deliveries, inbox, order_event, rows, set_preferences, update
 from tests.support.waiting import stays, wait_for
@@ -112,3 +114,74 @@ def test_the_watchdog_drives_a_fanout_whose_chord_never_ran(stack, notify_worker
     assert notify_worker.send_task("notifications.retry_due_deliveries").get(timeout=10) == {
         "redriven": 0, "recorded": 2}
     assert {f.outcome for f in rows(stack, NotificationFanout)} == {"in_app:delivered"}
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["insert-returning", "row-at-a-time"])
+def test_a_plan_names_each_recipients_own_rows(stack, buyer, seller, monkeypatch, returning):
+    """The fan-out's INSERTs hand each recipient their own ids (in one statement where the database
+    returns ids from a multi-row INSERT, a row at a time on MySQL); a muted recipient is recorded
+    at once and gets no chord."""
+    from tasks.notifications import actions
+
+    set_preferences(stack, buyer, channels={"email": True}, email_address="li.lei@example.com", language="en")
+    set_preferences(stack, seller, channels={"in_app": False})  # every channel off
+    event = order_event("order.paid", buyer, seller)
+    with stack.apps["notifications"].app_context():
+        dialect = db.engines["notifications"].dialect
+        if dialect.insert_executemany_returning_sort_by_parameter_order != returning:
+            monkeypatch.setattr(dialect, "insert_executemany_returning_sort_by_parameter_order", returning)
+        [plan] = actions.plan_fanout(event, consumer="test")
+        assert actions.plan_fanout(event, consumer="test") is None  # the same event again
+    fanouts = {fanout.recipient_uuid: fanout for fanout in rows(stack, NotificationFanout)}
+    mine, muted = fanouts[buyer.uuid], fanouts[seller.uuid]
+    assert plan.fanout_id == mine.id
+    assert (mine.title, mine.language, mine.recorded_at) == ("Payment received", "en", None)
+    written = rows(stack, NotificationDelivery)
+    assert sorted(plan.deliveries) == sorted((d.id, d.channel.value) for d in written)
+    assert sorted(channel for _, channel in plan.deliveries) == ["email", "in_app"]
+    assert {d.fanout_id for d in written} == {mine.id}
+    assert (muted.title, muted.outcome) == ("订单已付款", "no channel enabled") and muted.recorded_at is not None
+    assert len(rows(stack, NotificationInbox)) == 1
+
+
+def test_an_in_app_delivery_redelivered_by_hand_notifies_once(stack, buyer, seller):
+    """The second attempt finds the inbox row written (a duplicate key): delivered, still one row."""
+    from tasks.notifications import actions, delivery
+
+    app = stack.apps["notifications"]
+    with app.app_context():
+        actions.plan_fanout(order_event("order.created", buyer, seller), consumer="test")
+    [delivery_id] = [row.id for row in rows(stack, NotificationDelivery,
+                                             NotificationDelivery.recipient_uuid == buyer.uuid)]
+    with app.app_context():
+        first = delivery.deliver(delivery_id, stack.settings)
+        assert actions.redeliver(db.session.get(NotificationDelivery, delivery_id), utcnow())
+        db.session.commit()
+        again = delivery.deliver(delivery_id, stack.settings)
+        settled = delivery.deliver(delivery_id, stack.settings)  # nothing open: skipped
+    assert first == {"delivery_uuid": again["delivery_uuid"], "channel": "in_app", "status": "delivered",
+                     "attempts": 1, "skipped": False}
+    assert (again["status"], again["attempts"], again["skipped"]) == ("delivered", 2, False)
+    assert (settled["status"], settled["attempts"], settled["skipped"]) == ("delivered", 2, True)
+    [notification] = rows(stack, Notification, Notification.recipient_uuid == buyer.uuid)
+    [fanout] = rows(stack, NotificationFanout, NotificationFanout.recipient_uuid == buyer.uuid)
+    assert (notification.fanout_id, notification.title, notification.content, notification.related_data,
+            notification.created_at, notification.read) == (fanout.id, fanout.title, fanout.content,
+                                                              fanout.related_data, fanout.created_at, False)
+
+
+def test_a_channel_turned_off_after_the_fanout_ends_dead(stack, buyer, seller):
+    from tasks.notifications import actions, delivery
+
+    app = stack.apps["notifications"]
+    with app.app_context():
+        actions.plan_fanout(order_event("order.completed", buyer, seller), consumer="test")
+    [pending] = rows(stack, NotificationDelivery, NotificationDelivery.recipient_uuid == buyer.uuid)
+    set_preferences(stack, buyer, channels={"in_app": False})
+    with app.app_context():
+        result = delivery.deliver(pending.id, stack.settings)
+        assert actions.record_fanout(pending.fanout_id) == "in_app:dead"
+    assert (result["status"], result["attempts"], result["skipped"]) == ("dead", 1, False)
+    [dead] = rows(stack, NotificationDelivery, NotificationDelivery.id == pending.id)
+    assert dead.last_error == "the recipient turned this channel off" and dead.next_attempt_at is None
+    assert dead.locked_until is None and inbox(stack, buyer) == []

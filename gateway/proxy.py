@@ -40,8 +40,6 @@ HOP_BY_HOP = frozenset(
 # Recomputed by the gateway rather than copied: the host is the upstream's, the body is re-framed
 # from the buffered bytes, and `Expect` was already answered by the server in front of the gateway.
 _REQUEST_ONLY = frozenset({"host", "content-length", "expect", "x-forwarded-host", "x-forwarded-proto"})
-POOL_MAXSIZE = 32  # idle connections kept per instance; more are opened (not waited for) under load
-NUM_POOLS = 64  # instances whose pools are kept; the least recently used beyond that are closed
 CHUNK_SIZE = 64 * 1024
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
@@ -186,9 +184,7 @@ class Proxy:
     def __init__(self, settings: Settings, discovery: Discovery):
         self._discovery = discovery
         self._client = UpstreamClient(
-            connect_timeout=settings.gateway_connect_timeout, read_timeout=settings.gateway_read_timeout,
-            maxsize=POOL_MAXSIZE, num_pools=NUM_POOLS,
-        )
+            connect_timeout=settings.gateway_connect_timeout, read_timeout=settings.gateway_read_timeout)
         self._turns: dict[str, int] = {}
         self._lock = threading.Lock()
 

@@ -43,6 +43,8 @@ MAX_HEADERS = 100  # header (or trailer) lines of one response
 MAX_INTERIM = 16  # 1xx responses skipped before the final one
 RECV_SIZE = 64 * 1024  # bytes asked of one recv; also the largest body piece yielded
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # Content-Length: 0 even when the body is empty
+POOL_MAXSIZE = 32  # idle connections kept per origin; more are opened (not waited for) under load
+NUM_POOLS = 64  # origins whose idle connections are kept; the least recently used beyond that are closed
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _FIELD_VALUE = r"[^\x00-\x08\x0a-\x1f\x7f]*"  # no control characters except HTAB (RFC 9110 §5.5)
@@ -450,7 +452,7 @@ class UpstreamClient:
     """
 
     def __init__(
-        self, *, connect_timeout: float, read_timeout: float, maxsize: int = 32, num_pools: int = 64,
+        self, *, connect_timeout: float, read_timeout: float, maxsize: int = POOL_MAXSIZE, num_pools: int = NUM_POOLS,
         tls_context: ssl.SSLContext | None = None,
     ):
         self._connect_timeout = connect_timeout

@@ -133,43 +133,61 @@ class EchoServer(LoopbackHTTPServer):
         pass  # the gateway closing a kept-alive connection is not a failure
 
 
-class RawUpstream:
+class _Listener:
+    """A loopback TCP listener whose thread hands each accepted connection, with its index, to
+    `_handle` until `stop()`; it counts them (`accepted`). Subclasses set their state first."""
+
+    def __init__(self):
+        self.accepted = 0
+        self.stopping = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(POLL)
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            index, self.accepted = self.accepted, self.accepted + 1
+            self._handle(sock, index)
+
+    def _handle(self, sock: socket.socket, index: int) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._acceptor.join(timeout=5)
+        self._listener.close()
+
+
+class RawUpstream(_Listener):
     """A TCP listener that misbehaves: `hang` accepts and never answers; `drop` reads the request and
     closes without answering; `truncate` promises 1000 bytes of body and sends 10."""
 
     def __init__(self, mode: str):
         self.mode = mode
-        self.accepted = 0
         self.received: list[bytes] = []
         self._held: list[socket.socket] = []
-        self._stopping = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(POLL)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self.accepted += 1
-            if self.mode == "hang":
-                self._held.append(conn)
-                continue
-            with conn:
-                self.received.append(_read_head(conn))
-                if self.mode == "truncate":
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+    def _handle(self, conn: socket.socket, index: int) -> None:
+        if self.mode == "hang":
+            self._held.append(conn)
+            return
+        with conn:
+            self.received.append(_read_head(conn))
+            if self.mode == "truncate":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=5)
+        super().stop()
         for conn in self._held:
             conn.close()
-        self._listener.close()
 
 
 def _read_head(conn: socket.socket) -> bytes:
@@ -248,36 +266,23 @@ class Peer:
         return False
 
 
-class ScriptedUpstream:
+class ScriptedUpstream(_Listener):
     """A TCP listener that plays `script(peer, index)` on the `index`-th connection it accepts, in a
     thread of its own, and closes the connection when the script returns. It counts the connections
     (`accepted`), records every request read (`requests`) and sets `finished` after each script."""
 
     def __init__(self, script: Callable[[Peer, int], None]):
         self.script = script
-        self.accepted = 0
         self.requests: list[bytes] = []
         self.finished = threading.Semaphore(0)
-        self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(POLL)
-        self.port = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            sock.settimeout(POLL * 10)
-            thread = threading.Thread(target=self._play, args=(sock, self.accepted), daemon=True)
-            self.accepted += 1
-            self._threads.append(thread)
-            thread.start()
+    def _handle(self, sock: socket.socket, index: int) -> None:
+        sock.settimeout(POLL * 10)
+        thread = threading.Thread(target=self._play, args=(sock, index), daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _play(self, sock: socket.socket, index: int) -> None:
         peer = Peer(sock, self)
@@ -290,11 +295,9 @@ class ScriptedUpstream:
             self.finished.release()
 
     def stop(self) -> None:
-        self.stopping.set()
-        self._acceptor.join(timeout=5)
+        super().stop()
         for thread in self._threads:
             thread.join(timeout=5)
-        self._listener.close()
 
 
 def closed_url() -> str:

@@ -66,7 +66,7 @@ def test_the_rows_roll_back_with_the_session(stack):
                                  .where(Order.order_uuid == order.order_uuid)) == 0
 
 
-def test_a_sql_expression_default_is_refused_not_guessed(stack):
+def test_a_sql_expression_default_is_refused_not_guessed():
     table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
                      sa.Column("at", sa.DateTime, default=sa.func.now()))
 

@@ -128,6 +128,9 @@ class Settings:
     # Beat intervals (seconds).
     order_sweep_interval: int = 30
     outbox_relay_interval: int = 5
+    # How far back (seconds) the relay re-publishes events after the broker came back without the
+    # relay's marker, i.e. with none of its data (tasks.outbox_replay).
+    outbox_replay_window: int = 3600
     # Identity.
     jwt_secret: str = DEV_JWT_SECRET
     jwt_key: str = "cfmp"
@@ -275,6 +278,7 @@ class Settings:
                 "ORDER_SWEEP_INTERVAL", env.get("ORDER_SWEEP_INTERVAL", "5" if mode == "development" else "30"), 1
             ),
             outbox_relay_interval=_int("OUTBOX_RELAY_INTERVAL", env.get("OUTBOX_RELAY_INTERVAL", "5"), 1),
+            outbox_replay_window=_int("OUTBOX_REPLAY_WINDOW", env.get("OUTBOX_REPLAY_WINDOW", "3600"), 0),
             jwt_secret=jwt_secret or DEV_JWT_SECRET,
             jwt_key=env.get("JWT_KEY", "cfmp").strip() or "cfmp",
             jwt_algorithm=algorithm,

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 
+import redis
 import sqlalchemy as sa
 from celery import current_app as default_celery
 from flask import current_app as flask_app
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.outbox import OutboxMixin
+from tasks import broker_memory
 from tasks.events import subscribers
 from tasks.outbox_marks import marks
 
@@ -98,7 +100,10 @@ def _forget(session: Session) -> None:
 
 
 def relay(session: Session, model: type[OutboxMixin], batch: int = RELAY_BATCH) -> int:
-    """Publish unpublished rows in id order; stop at the first failure so order is kept."""
+    """Publish unpublished rows in id order; stop at the first failure so order is kept. First, if
+    the broker may have lost messages since the last run, publish again what it may have lost."""
+    if has_app_context():
+        replay_lost(session, model, flask_app.config["CFMP_SETTINGS"], batch)
     rows = session.scalars(
         sa.select(model)
         .where(model.published_at.is_(None), model.created_at <= utcnow() - RELAY_GRACE)
@@ -111,3 +116,33 @@ def relay(session: Session, model: type[OutboxMixin], batch: int = RELAY_BATCH) 
         session.commit()
         log.info("outbox relay: published %d %s event(s)", len(published), model.__tablename__)
     return len(published)
+
+
+def replay_lost(session: Session, model: type[OutboxMixin], settings, batch: int = RELAY_BATCH) -> int:
+    """Publish again, in id order, every event created since the broker last vouched for its messages
+    (`tasks.broker_memory`); returns how many. Published or not, each goes out once more under its
+    own task ids, and consumers dedupe on the event id. The marker is written only once all went
+    out: a run cut short (broker away again, process killed) leaves the next run to start over."""
+    try:
+        check = broker_memory.replay_from(settings, model.__tablename__)
+    except redis.RedisError as exc:  # the broker is away: the publishes below fail too, the next run looks again
+        log.warning("outbox replay: cannot read the broker's marker for %s (%s)", model.__tablename__, exc)
+        return 0
+    replayed, last_id = 0, 0
+    while check.since is not None:
+        rows = session.scalars(sa.select(model).where(model.created_at >= check.since, model.id > last_id)
+                               .order_by(model.id).limit(batch)).all()
+        if not rows:
+            break
+        if not publish_all(list(rows), "outbox replay"):
+            return replayed
+        replayed, last_id = replayed + len(rows), rows[-1].id
+        session.expunge_all()  # a long replay holds one batch at a time
+    if replayed:
+        log.warning("outbox replay: %s; published %d %s event(s) created since %s again", check.reason, replayed,
+                    model.__tablename__, check.since.isoformat(timespec="seconds"))
+    try:
+        broker_memory.remember(settings, check)
+    except redis.RedisError as exc:
+        log.warning("outbox replay: cannot write the broker's marker for %s (%s)", model.__tablename__, exc)
+    return replayed

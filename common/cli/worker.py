@@ -23,11 +23,34 @@ BEAT_NODE = "beat@%h"
 
 
 def run_celery(process: str, argv: Sequence[str]) -> int:
-    """Run one `celery` subcommand in this process under the log name `process`; its exit code."""
+    """Run one `celery` subcommand in this process under the log name `process`; its exit code.
+
+    This is `app.start(argv)` except for the exit code. Under click 8.2+, a command that ends with
+    `ctx.exit(code)` in non-standalone mode makes `main()` return the code, and `app.start` drops
+    it: a worker that stopped on an unrecoverable error (a prefork child killed while the pool was
+    starting, a held pid file) exited 0, so `restart: on-failure` would never restart it.
+    """
     os.environ["CFMP_PROCESS"] = process
+    from celery.bin.celery import celery as celery_cli
+
     from workers.celery import app
 
-    return app.start(list(argv)) or 0
+    celery_cli.params[0].default = app  # what `app.start` does: the `--app` option's default
+    try:
+        code = celery_cli.main(args=list(argv), standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    finally:
+        celery_cli.params[0].default = None
+    return exit_status(code)
+
+
+def exit_status(code: object) -> int:
+    """A process exit status from what a Celery command ended with: an int, nothing (success), or a
+    message (Celery stops a worker with `SystemExit("ERROR: ...")`, already printed: a failure)."""
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
 
 
 def beat_argv(settings: Settings, loglevel: str = "INFO") -> list[str]:

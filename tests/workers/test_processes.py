@@ -147,3 +147,29 @@ def test_beat_publishes_the_periodic_sweeps_and_is_the_only_beat(spawn_cli, env,
 
     stop(beat)
     assert not (tmp_path / "var" / "celerybeat.pid").exists()
+
+
+def test_a_worker_that_stops_on_an_error_exits_with_its_code(env, tmp_path: Path):
+    """Celery reports a worker's failure as its exit code (here the pid lock's EX_CANTCREAT); `app.start`
+    dropped it under click 8.2, so the process exited 0 and a `restart: on-failure` supervisor
+    took the failure for a clean stop (found in bench.chaos: a prefork child killed at start)."""
+    import os
+    import subprocess
+    import sys
+
+    held = tmp_path / "held.pid"
+    held.write_text(f"{os.getpid()}\n")  # a live process holds the worker's pid file
+    script = "import sys; from common.cli.worker import run_celery; sys.exit(run_celery('worker-orders', sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", script, "worker", "--queues", "nobody", "--pool", "solo", "--pidfile", str(held),
+         "--without-mingle", "--without-gossip"],
+        env={**env, "LOG_DIR": str(tmp_path / "logs"), "VAR_DIR": str(tmp_path / "var")},
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 73, (done.returncode, done.stderr[-2000:])  # os.EX_CANTCREAT
+    assert "Pidfile" in done.stderr
+
+
+def test_exit_status_of_what_a_celery_command_ended_with():
+    from common.cli.worker import exit_status
+
+    assert [exit_status(None), exit_status(0), exit_status(3), exit_status("ERROR: Pidfile exists")] == [0, 0, 3, 1]

@@ -442,7 +442,17 @@ class Books:
                 "notifications", "SELECT COUNT(*) FROM notification_deliveries WHERE status IN ('pending','failed')"),
             "fan-outs unrecorded": self.scalar(
                 "notifications", "SELECT COUNT(*) FROM notification_fanouts WHERE recorded_at IS NULL"),
+            # Published but not consumed yet: queued, or waiting out a retry's backoff.
+            "order events not consumed": len(self.unconsumed_order_events()),
         }
+
+    def unconsumed_order_events(self) -> list[str]:
+        """Published order events without the fan-out's dedupe row (notification_inbox), its one witness."""
+        published = self.rows("orders", "SELECT event_id, event_type FROM order_outbox WHERE event_type LIKE 'order.%%' "
+                                        "AND published_at IS NOT NULL")
+        fanned = {_u(r["event_id"]) for r in self.rows("notifications", "SELECT event_id FROM notification_inbox "
+                                                                        "WHERE consumer = 'notifications.fanout_event'")}
+        return sorted(f"{r['event_type']} {r['event_id']}" for r in published if _u(r["event_id"]) not in fanned)
 
 
 def settle(books: Books, limit: float) -> tuple[float, dict[str, int]]:
@@ -582,13 +592,7 @@ def check(books: Books, settings) -> tuple[dict, dict[str, list[str]]]:
         violations["nothing stuck"].append(f"delivery {row['id']} {row['channel']} {row['status']} due {row['next_attempt_at']}")
 
     # Not an invariant of the issue, measured next to them: events whose consumers never saw them.
-    # Order events have one consumer, the fan-out; its dedupe row (notification_inbox) witnesses each.
-    published = books.rows("orders", "SELECT event_id, event_type FROM order_outbox WHERE event_type LIKE 'order.%%' "
-                                     "AND published_at IS NOT NULL")
-    fanned = {_u(r["event_id"]) for r in books.rows("notifications", "SELECT event_id FROM notification_inbox "
-                                                                     "WHERE consumer = 'notifications.fanout_event'")}
-    lost = {"notifications.fanout_event": sorted(f"{r['event_type']} {r['event_id']}" for r in published
-                                                 if _u(r["event_id"]) not in fanned)}
+    lost = {"notifications.fanout_event": books.unconsumed_order_events()}
 
     statuses = collections.Counter(o["status"] for o in orders)
     cancelled = collections.Counter(o["cancel_reason"] for o in orders if o["status"] == "cancelled")

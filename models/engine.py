@@ -23,8 +23,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor.close()
 
 
-def _set_settled(connection: Connection, settled: bool) -> None:
-    connection.info[_SETTLED] = settled
+def _set_settled(connection: Connection | None, settled: bool) -> None:
+    """Record on the pooled connection whether a ROLLBACK on return would be pointless. An invalidated
+    connection is skipped: the pool discards it, and reaching its `info` would try to reconnect, which
+    SQLAlchemy refuses inside the transaction being rolled back (PendingRollbackError, found by
+    bench.chaos at a MariaDB restart: a 503 turned into a 500, a teardown into gunicorn's HTML 500)."""
+    if connection is not None and not connection.invalidated and not connection.closed:
+        connection.info[_SETTLED] = settled
 
 
 @sa.event.listens_for(Pool, "checkout")
@@ -49,10 +54,7 @@ def _rolling_back(connection: Connection) -> None:
 
 @sa.event.listens_for(Engine, "handle_error")
 def _failed(context) -> None:
-    try:
-        _set_settled(context.connection, False)
-    except Exception:  # the connection is gone (invalidated): nothing of it returns to the pool
-        pass
+    _set_settled(context.connection, False)
 
 
 @sa.event.listens_for(Pool, "reset")

@@ -12,7 +12,7 @@ from flask import Flask
 import celeryconfig
 import tasks.outbox  # noqa: F401  (installs the after-commit outbox publisher)
 from common.settings import Settings
-from models.base import db
+from models import sessions
 from models.engine import engine_options
 from models.migrate import BINDS
 from workers.base import FlaskTask
@@ -48,5 +48,5 @@ def create_worker_app(settings: Settings) -> Flask:
         CFMP_SETTINGS=settings,
         SQLALCHEMY_BINDS={bind: engine_options(settings.database_urls[bind]) for bind in BINDS},
     )
-    db.init_app(flask_app)
+    sessions.init_app(flask_app)
     return flask_app

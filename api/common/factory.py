@@ -13,7 +13,7 @@ from api.common.errors import register_error_handlers
 from common.http import REQUEST_ID_HEADER, request_id_from
 from common.logging import request_id_var
 from common.settings import Settings
-from models.base import db
+from models import sessions
 from models.engine import engine_options
 from models.migrate import ensure_sqlite_dir
 from workers import init_celery
@@ -56,7 +56,7 @@ def build_app(service: str, binds: tuple[str, ...], blueprints, settings: Settin
     app.json.sort_keys = False
     # Behind the gateway: pagination links use the host and scheme the client used.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
-    db.init_app(app)
+    sessions.init_app(app)
     init_celery(app, fail_fast_publishing=True, default=False)
     register_error_handlers(app)
     app.before_request(_begin_request)

@@ -1,6 +1,7 @@
 """Fault injection (issue 7): the workflow load under SIGKILLed workers and a Redis and a MariaDB restart.
 
     python -m bench.chaos [--seconds 120] [--rate 1] [--clients 6] [--kill-every 5] [--settle 150] [--seed N]
+                          [--max-backlog 100]
 
 1. Private servers: a `redis-server` (no persistence) and a `mariadbd` (fresh datadir from
    `mariadb-install-db`) on free loopback ports in a temporary directory, so the restarts below never
@@ -214,7 +215,8 @@ class Load:
                         return exc.code, json.loads(payload or b"{}")
                     except ValueError:
                         return exc.code, None
-                self.error(f"http_{exc.code}", f"{method} {path}: {payload[:160]!r}")
+                refused = b'"error":"overloaded"' in payload  # admission control, not a fault
+                self.error(f"http_{exc.code}{'_overloaded' if refused else ''}", f"{method} {path}: {payload[:160]!r}")
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 self.error("connection", f"{method} {path}: {exc!r}")
             if self.stop.is_set():
@@ -646,7 +648,7 @@ def log_counts(path: Path) -> dict:
 
 # --- the run --------------------------------------------------------------------------------------
 def run(seconds: float, rate: float, clients: int, kill_every: float, settle_limit: float, seed: int, log_level: str,
-        directory: Path, scratch_holder: list) -> dict:
+        directory: Path, scratch_holder: list, max_backlog: int = 100) -> dict:
     rng = random.Random(seed)
     redis_server, mariadb = PrivateRedis(directory), PrivateMariaDB(directory)
     servers = [redis_server, mariadb]
@@ -659,7 +661,8 @@ def run(seconds: float, rate: float, clients: int, kill_every: float, settle_lim
         scratch = Scratch(mysql=mariadb.server, redis_url=redis_server.url, directory=str(directory))
         scratch_holder.append(scratch)
         system = System(scratch, log_level=log_level, extra_env={
-            "SANDBOX_CALLBACK_DELAY": "0.1", **{k: str(v) for k, v in TIMINGS.items()}})
+            "SANDBOX_CALLBACK_DELAY": "0.1", "PAYMENT_MAX_BACKLOG": str(max_backlog),
+            **{k: str(v) for k, v in TIMINGS.items()}})
         system.migrate()
         from workers.pools import POOLS
 
@@ -714,7 +717,7 @@ def run(seconds: float, rate: float, clients: int, kill_every: float, settle_lim
     logs = log_counts(system.log_path)
     return {
         "settings": {"seconds": seconds, "rate": rate, "clients": clients, "kill_every": kill_every, "settle_limit": settle_limit,
-                     "seed": seed, **TIMINGS},
+                     "seed": seed, **TIMINGS, "PAYMENT_MAX_BACKLOG": max_backlog},
         "client": {"counts": dict(load.counts), "errors": dict(load.errors), "errors_total": sum(load.errors.values()),
                    "errors_around_outages": outage_errors, "error_samples": load.samples},
         "faults": {**dict(chaos.counts), "timeline": chaos.timeline},
@@ -782,8 +785,10 @@ def print_report(result: dict) -> None:
 @click.option("--seed", type=int, default=None, help="Random seed (default: from the clock; recorded).")
 @click.option("--log-level", default="INFO", show_default=True, help="LOG_LEVEL of every process.")
 @click.option("--keep", is_flag=True, help="Keep the temporary directory (processes.log, the MariaDB datadir).")
+@click.option("--max-backlog", type=int, default=100, show_default=True,
+              help="PAYMENT_MAX_BACKLOG, scaled to the run's 60 s payment timeout; 0 admits everything.")
 def main(seconds: float, rate: float, clients: int, kill_every: float, settle_limit: float, seed: int | None, log_level: str,
-         keep: bool) -> None:
+         keep: bool, max_backlog: int) -> None:
     seed = seed if seed is not None else int(time.time())
     directory = Path(tempfile.mkdtemp(prefix="cfmp-chaos-"))
     document = {"machine": report.machine()}
@@ -792,7 +797,7 @@ def main(seconds: float, rate: float, clients: int, kill_every: float, settle_li
     holder: list[Scratch] = []
     try:
         with interruptible():
-            result = run(seconds, rate, clients, kill_every, settle_limit, seed, log_level, directory, holder)
+            result = run(seconds, rate, clients, kill_every, settle_limit, seed, log_level, directory, holder, max_backlog)
     except KeyboardInterrupt:
         say("interrupted: everything stopped")
         raise SystemExit(130) from None

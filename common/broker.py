@@ -13,7 +13,10 @@ workers) does.
 """
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
+
+import redis
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
@@ -43,3 +46,10 @@ class Transport(kombu_redis.Transport):
 def install() -> None:
     for scheme in SCHEMES:
         TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
+
+
+@functools.lru_cache(maxsize=8)
+def redis_client(url: str) -> redis.Redis:
+    """A plain client on the broker's Redis for the system's own keys (markers, queue lengths), one
+    per URL and process: a thin handle on its own small connection pool; short timeouts."""
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)

@@ -131,6 +131,9 @@ class Settings:
     # How far back (seconds) the relay re-publishes events after the broker came back without the
     # relay's marker, i.e. with none of its data (tasks.outbox_replay).
     outbox_replay_window: int = 3600
+    # New payments are refused (503 `overloaded`) while the risk and payments queues hold more tasks
+    # than this: work admitted past it would time out before the pools reach it. 0: never refused.
+    payment_max_backlog: int = 2000
     # Identity.
     jwt_secret: str = DEV_JWT_SECRET
     jwt_key: str = "cfmp"
@@ -279,6 +282,7 @@ class Settings:
             ),
             outbox_relay_interval=_int("OUTBOX_RELAY_INTERVAL", env.get("OUTBOX_RELAY_INTERVAL", "5"), 1),
             outbox_replay_window=_int("OUTBOX_REPLAY_WINDOW", env.get("OUTBOX_REPLAY_WINDOW", "3600"), 0),
+            payment_max_backlog=_int("PAYMENT_MAX_BACKLOG", env.get("PAYMENT_MAX_BACKLOG", "2000"), 0),
             jwt_secret=jwt_secret or DEV_JWT_SECRET,
             jwt_key=env.get("JWT_KEY", "cfmp").strip() or "cfmp",
             jwt_algorithm=algorithm,

@@ -16,12 +16,10 @@ publish again (or None), and `remember` writes the marker once that is done.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 from dataclasses import dataclass
 
-import redis
-
+from common.broker import redis_client
 from common.settings import Settings
 from models.base import utcnow
 
@@ -40,12 +38,6 @@ class Check:
     reason: str
 
 
-@functools.lru_cache(maxsize=8)
-def _client(url: str) -> redis.Redis:
-    """One client per broker URL and process: a thin handle on its own small connection pool."""
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-
 def marker_key(settings: Settings, table: str) -> str:
     return f"{settings.celery_key_prefix}cfmp:outbox-relay:{table}"
 
@@ -53,7 +45,7 @@ def marker_key(settings: Settings, table: str) -> str:
 def replay_from(settings: Settings, table: str, now: dt.datetime | None = None) -> Check:
     """Compare the relay's marker with the server; raises `redis.RedisError` when Redis is away."""
     now = now or utcnow()
-    client, key = _client(settings.broker_url), marker_key(settings, table)
+    client, key = redis_client(settings.broker_url), marker_key(settings, table)
     run_id = client.info("server")["run_id"]
     raw = client.get(key)
     window = dt.timedelta(seconds=settings.outbox_replay_window)
@@ -72,4 +64,4 @@ def replay_from(settings: Settings, table: str, now: dt.datetime | None = None) 
 
 def remember(settings: Settings, check: Check, now: dt.datetime | None = None) -> None:
     """Vouch for everything published so far on this server run."""
-    _client(settings.broker_url).set(check.key, f"{check.run_id} {(now or utcnow()).isoformat()}")
+    redis_client(settings.broker_url).set(check.key, f"{check.run_id} {(now or utcnow()).isoformat()}")

@@ -62,6 +62,16 @@ class ValidationFailed(ApiError):
     status = 422
 
 
+class Unavailable(ApiError):
+    """503: the service cannot take this now; `retry_after` seconds become the Retry-After header."""
+
+    status = 503
+
+    def __init__(self, code: str, message: str, details: dict | None = None, retry_after: int = 5):
+        super().__init__(code, message, details)
+        self.retry_after = retry_after
+
+
 def is_database_unreachable(exc: BaseException) -> bool:
     """True only when the database could not be reached; what a statement did wrong (a constraint,
     bad SQL, a missing table, a deadlock) is a bug or a conflict and stays a 500."""
@@ -93,7 +103,10 @@ def json_error(status: int, code: str, message: str, details: dict | None = None
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return json_error(exc.status, exc.code, exc.message, exc.details)
+        response = json_error(exc.status, exc.code, exc.message, exc.details)
+        if isinstance(exc, Unavailable):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(marshmallow.ValidationError)
     def _validation_error(exc: marshmallow.ValidationError):

@@ -16,7 +16,8 @@ bp = Blueprint("openapi", __name__)
 
 _PATH_PARAM = re.compile(r"<(?:(?P<converter>[a-z]+):)?(?P<name>\w+)>")
 ERROR_STATUSES = {400: "Malformed request", 401: "Missing or invalid token", 404: "Not found",
-                  409: "State conflict", 422: "Validation failed"}
+                  409: "State conflict", 422: "Validation failed",
+                  503: "Unavailable for now: retry after Retry-After seconds"}
 
 
 # What the edge fields accept, in JSON Schema terms (api/common/fields.py enforces it):

@@ -12,6 +12,7 @@ from api.common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from api.common.idempotency import idempotent
 from api.common.openapi import doc, page_of
 from api.common.pagination import paginate
+from api.payments.backlog import admit
 from api.payments.orders_client import fetch_order
 from api.payments.schemas import (
     EMPTY, PAYMENT, PAYMENT_CREATE, PAYMENT_LIST_QUERY, PAYMENTS, EmptySchema, PaymentCreateSchema,
@@ -31,7 +32,8 @@ def _in_flight(status: str | None) -> Conflict:
 
 @bp.post("/")
 @doc("Pay an order; the amount is the order's total. Starts the risk and charge workflow", tag=TAG,
-     body=PaymentCreateSchema, response=PaymentSchema, status=201, errors=(401, 403, 404, 409))
+     body=PaymentCreateSchema, response=PaymentSchema, status=201, errors=(401, 403, 404, 409, 503))
+@admit
 @idempotent(PaymentIdempotencyKey)
 def create_payment():
     data = load_body(PAYMENT_CREATE)

@@ -17,7 +17,6 @@ import functools
 from contextlib import contextmanager
 
 import redis
-
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 

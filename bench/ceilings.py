@@ -48,7 +48,10 @@ def celery_ceiling(system: System, concurrency: Mapping[str, int], mix: Mapping[
         sent = sum(plan.values())
         say(f"Celery no-op ceiling: {sent} tasks over {', '.join(f'{k} {v}' for k, v in plan.items())}")
         noop = app.tasks["bench.noop"]
-        count_done = lambda: sum(task_totals(system.settings, app, workers=len(specs)).values())  # noqa: E731
+
+        def count_done() -> int:
+            return sum(task_totals(system.settings, app, workers=len(specs)).values())
+
         started = time.monotonic()
         publish_plan(noop, plan)
         published = time.monotonic()

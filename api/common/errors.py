@@ -130,9 +130,8 @@ def register_error_handlers(app: Flask) -> None:
             # session is rolled back and removed when the app context ends (Flask-SQLAlchemy), and
             # the pool's pre-ping replaces dead connections, so the database coming back is enough.
             log.warning("database unreachable, answering 503: %s", _database_reason(exc))
-            response = json_error(503, "database_unavailable",
-                                  "The service's database is unreachable; retry in a few seconds.")
-            response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
-            return response
+            return _api_error(Unavailable("database_unavailable",
+                                          "The service's database is unreachable; retry in a few seconds.",
+                                          retry_after=DATABASE_RETRY_AFTER))
         log.exception("unhandled error: %s", exc)
         return json_error(500, "internal_error", "An unexpected error occurred; it has been logged.")

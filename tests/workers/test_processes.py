@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,10 +156,6 @@ def test_a_worker_that_stops_on_an_error_exits_with_its_code(env, tmp_path: Path
     """Celery reports a worker's failure as its exit code (here the pid lock's EX_CANTCREAT); `app.start`
     dropped it under click 8.2, so the process exited 0 and a `restart: on-failure` supervisor
     took the failure for a clean stop (found in bench.chaos: a prefork child killed at start)."""
-    import os
-    import subprocess
-    import sys
-
     held = tmp_path / "held.pid"
     held.write_text(f"{os.getpid()}\n")  # a live process holds the worker's pid file
     script = "import sys; from common.cli.worker import run_celery; sys.exit(run_celery('worker-orders', sys.argv[1:]))"
@@ -165,7 +164,7 @@ def test_a_worker_that_stops_on_an_error_exits_with_its_code(env, tmp_path: Path
          "--without-mingle", "--without-gossip"],
         env={**env, "LOG_DIR": str(tmp_path / "logs"), "VAR_DIR": str(tmp_path / "var")},
         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 73, (done.returncode, done.stderr[-2000:])  # os.EX_CANTCREAT
+    assert done.returncode == os.EX_CANTCREAT, (done.returncode, done.stderr[-2000:])
     assert "Pidfile" in done.stderr
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from common.settings import Settings
 
+from bench import cpu
 from bench.system import System, say
 
 
@@ -52,11 +53,14 @@ def celery_ceiling(system: System, concurrency: Mapping[str, int], mix: Mapping[
         def count_done() -> int:
             return sum(task_totals(system.settings, app, workers=len(specs)).values())
 
+        groups = {child.name: child.process.pid for child in supervisor.children}
+        cpu_before, own_before = cpu.snapshot(groups), cpu.own()
         started = time.monotonic()
         publish_plan(noop, plan)
         published = time.monotonic()
         wait_consumed(count_done, sent, started)
         elapsed = time.monotonic() - started
+        used = {**cpu.spent(cpu_before, cpu.snapshot(groups)), "publisher": round(cpu.own() - own_before, 2)}
         # The same tasks again with the queues filled first: the workers' rate without the publisher
         # competing for the cores. The workflow's own tasks are published by its processes, so the
         # ratio is taken against the figure above; this one says how much of it is publishing.
@@ -74,7 +78,7 @@ def celery_ceiling(system: System, concurrency: Mapping[str, int], mix: Mapping[
         app.close()
         system.stop(supervisor)
     return {"tasks": sent, "seconds": round(elapsed, 2), "publish_seconds": round(published - started, 2),
-            "tasks_per_second": round(sent / elapsed, 1), "plan": plan,
+            "tasks_per_second": round(sent / elapsed, 1), "plan": plan, "cpu_seconds": used,
             "prefilled": {"seconds": round(prefilled, 2), "tasks_per_second": round(sent / prefilled, 1)}}
 
 

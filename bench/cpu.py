@@ -46,6 +46,12 @@ def spent(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, 
     return {name: round(max(0.0, after.get(name, 0.0) - before.get(name, 0.0)), 2) for name in after}
 
 
+def own() -> float:
+    """CPU seconds of this process so far (the workflow driver's clients, the no-op publisher)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def own_children() -> float:
     """CPU seconds of this process's reaped children (wrk, once a run is over)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -20,6 +20,9 @@ MYSQL = {"host": os.environ.get("BENCH_MYSQL_HOST", "127.0.0.1"),
          "password": os.environ.get("BENCH_MYSQL_PASSWORD", "cfmp_test")}
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 DB_STEMS = {"orders": "ORDER", "payments": "PAYMENT", "notifications": "NOTIFICATION"}
+# What the server has been asked, by kind (SHOW GLOBAL STATUS): round trips that reach MariaDB.
+STATEMENT_COUNTERS = ("Questions", "Com_select", "Com_insert", "Com_update", "Com_delete", "Com_commit",
+                      "Com_rollback")
 
 
 def _mysql(server: dict | None = None) -> pymysql.connections.Connection:
@@ -60,6 +63,12 @@ class Scratch:
     def make_directory(self) -> str:
         self.directory = tempfile.mkdtemp(prefix=f"cfmp-bench-{self.run_id}-")
         return self.directory
+
+    def statements(self) -> dict[str, int]:
+        """The server's statement counters so far; server-wide, so whoever else uses it counts too."""
+        with _mysql(self.mysql) as connection, connection.cursor() as cursor:
+            cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN %s", (STATEMENT_COUNTERS,))
+            return {name: int(value) for name, value in cursor.fetchall()}
 
     def redis_keys(self) -> int:
         """How many keys carry this run's prefix, over both Celery databases."""

@@ -14,7 +14,7 @@ whole system (three services, gateway, one worker per pool, beat), against Celer
 """
 from __future__ import annotations
 
-import resource
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -47,11 +47,6 @@ def wait_notified(app, target: int, timeout: float, every: float = 0.25) -> floa
         time.sleep(every)
 
 
-def self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def settled_totals(system: System, workers: int, quiet: float = 1.5) -> dict[str, int]:
     """Task counts once they stop moving: the tail of a workflow (chord bodies) counts with it."""
     totals = task_totals(system.settings, workers=workers)
@@ -69,7 +64,8 @@ def saturate(system: System, app, driver: Driver, count: int,
     groups = {child.name: child.process.pid for child in system.children()}
     workers = sum(1 for name in groups if name.startswith(("worker-", "beat")))  # beat may answer too
     tasks_before = settled_totals(system, workers)
-    cpu_before, own_before = cpu.snapshot(groups), self_cpu()
+    cpu_before, own_before = cpu.snapshot(groups), cpu.own()
+    statements_before = system.scratch.statements()
     say(f"saturation: {count} workflows, {driver.clients} clients")
     with around(system) if around else nullcontext():
         started = time.monotonic()
@@ -77,6 +73,8 @@ def saturate(system: System, app, driver: Driver, count: int,
         submitted = time.monotonic()
         finished = wait_notified(app, count, timeout=60 + count)
     used = cpu.spent(cpu_before, cpu.snapshot(groups))
+    statements = {name: round((n - statements_before.get(name, 0)) / count, 1)
+                  for name, n in system.scratch.statements().items()}
     tasks = {name: n - tasks_before.get(name, 0) for name, n in settled_totals(system, workers).items()}
     elapsed = finished - started
     by_pool = {}
@@ -89,7 +87,8 @@ def saturate(system: System, app, driver: Driver, count: int,
         "tasks_per_workflow": round(sum(tasks.values()) / count, 2),
         # Tasks of these workflows at the rate they completed (the count includes their tails).
         "tasks_per_second": round(sum(tasks.values()) / elapsed, 1), "tasks_by_name": tasks, "tasks_by_queue": by_pool,
-        "cpu_seconds": used, "client_cpu_seconds": round(self_cpu() - own_before, 2),
+        "cpu_seconds": used, "client_cpu_seconds": round(cpu.own() - own_before, 2),
+        "mariadb_statements_per_workflow": statements,
         "cpu_seconds_per_order": {"system": round(app_cpu / count, 4),
                                   "with_mariadb_redis": round((app_cpu + used["mariadb"] + used["redis"]) / count, 4)},
     }
@@ -129,10 +128,15 @@ def print_report(result: dict) -> None:
     print()
     print("workflow tasks/s ÷ no-op ceiling:", report.verdict(result["ratios"]["tasks_vs_noop_ceiling"], 0.6, True))
     print("  ÷ the ceiling with its queues filled first:", result["ratios"]["tasks_vs_prefilled_noop_ceiling"])
+    per_task = result["cpu_ms_per_task"]
+    print("CPU ms per task, workflow:", per_task["workflow"], "| no-op:", per_task["noop"])
+    print("  most the machine allows if our task bodies cost nothing:", per_task["bound_tasks_vs_noop_ceiling"],
+          f"of the ceiling ({per_task['least_per_workflow_task']} ms per task)")
     for name in ("callback_to_paid", "event_to_inbox"):
         p99 = half[name]["p99_s"]
         print(f"{name} p99 at half rate (s):", report.verdict(p99, 1.0, False) if p99 is not None else "no data")
     print("CPU seconds by process:", sat["cpu_seconds"])
+    print("MariaDB statements per workflow:", sat["mariadb_statements_per_workflow"])
     print("tasks by name:", sat["tasks_by_name"])
 
 
@@ -167,7 +171,37 @@ def run_workflow(scratch: Scratch, orders: int, paced_seconds: float, concurrenc
     return {"saturation": saturation, "half_rate": half, "ceiling": ceiling, "driver_errors": driver.errors[:10],
             "ratios": {"tasks_vs_noop_ceiling": round(saturation["tasks_per_second"] / ceiling["tasks_per_second"], 3),
                        "tasks_vs_prefilled_noop_ceiling": round(
-                           saturation["tasks_per_second"] / ceiling["prefilled"]["tasks_per_second"], 3)}}
+                           saturation["tasks_per_second"] / ceiling["prefilled"]["tasks_per_second"], 3)},
+            "cpu_ms_per_task": cpu_per_task(saturation, ceiling)}
+
+
+def cpu_per_task(saturation: dict, ceiling: dict, cores: int | None = None) -> dict:
+    """Where a task's CPU goes, every process counted (ms per task), in the workflow and in the
+    no-op ceiling; and the most workflow tasks/s the machine allows whatever our task bodies do.
+
+    That bound gives each workflow task the no-op ceiling's cost without its publisher (Celery's
+    own path in the workers, Redis) plus what the workflow costs around its workers (services,
+    gateway, the driver's clients, MariaDB), on every core: `cores ÷ that`, as a ratio to the
+    ceiling's tasks/s. The target can only be met below it.
+    """
+    cores = cores or os.cpu_count() or 1
+    workflow = {**saturation["cpu_seconds"], "clients": saturation["client_cpu_seconds"]}
+    noop = ceiling["cpu_seconds"]
+    per_workflow_task = {name: 1000 * seconds / saturation["tasks"] for name, seconds in workflow.items()}
+    per_noop_task = {name: 1000 * seconds / ceiling["tasks"] for name, seconds in noop.items()}
+    workers = sum(ms for name, ms in per_workflow_task.items() if name.startswith("worker-") or name == "beat")
+    around = sum(per_workflow_task.values()) - workers - per_workflow_task["redis"]
+    noop_all = sum(per_noop_task.values())
+    least = noop_all - per_noop_task["publisher"] + around
+    return {
+        "workflow": {"all": round(sum(per_workflow_task.values()), 2), "workers": round(workers, 2),
+                     "redis": round(per_workflow_task["redis"], 2), "around_the_workers": round(around, 2)},
+        "noop": {"all": round(noop_all, 2), "workers": round(sum(ms for name, ms in per_noop_task.items()
+                                                                 if name.startswith("noop-")), 2),
+                 "redis": round(per_noop_task["redis"], 2), "publisher": round(per_noop_task["publisher"], 2)},
+        "least_per_workflow_task": round(least, 2),
+        "bound_tasks_vs_noop_ceiling": round(cores * 1000 / least / ceiling["tasks_per_second"], 3),
+    }
 
 
 @click.command()

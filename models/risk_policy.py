@@ -36,6 +36,11 @@ DEFAULT_POLICIES: tuple[dict, ...] = (
 )
 
 
+def parse_params(text: str | None) -> dict:
+    """A policy's stored parameters (JSON text) as a dict; empty when none are stored."""
+    return json.loads(text or "{}")
+
+
 class SecurityPolicy(TimestampMixin, db.Model):
     __tablename__ = "security_policies"
     __bind_key__ = "payments"
@@ -50,7 +55,7 @@ class SecurityPolicy(TimestampMixin, db.Model):
 
     @property
     def params(self) -> dict:
-        return json.loads(self.params_json or "{}")
+        return parse_params(self.params_json)
 
     @params.setter
     def params(self, value: dict) -> None:

@@ -6,10 +6,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from api.payments import create_app
-from models import Payment, PaymentOutbox, db, utcnow
+from models import Payment, PaymentOutbox, RiskRuleResult, SecurityPolicy, db, utcnow
+from tasks.errors import PermanentError
 from tasks.payments.providers.sandbox import SIGNATURE_HEADER, SandboxProvider
 from tests.factories import force_status
 from tests.payments.conftest import (
@@ -93,6 +95,36 @@ def test_a_broken_rule_is_not_answered_and_the_rest_decide(pay, buyer, seller, a
     assessment = assessment_of(pay, payment["payment_uuid"])
     assert assessment.reasons["not_answered"] == ["large_amount"]
     assert len(assessment.reasons["rules"]) == 4 and assessment.decision.value == "allow"
+
+
+def rule_results(stack, payment_id: int) -> dict[str, tuple]:
+    with stack.apps["payments"].app_context():
+        return {row.policy_name: (row.rule, row.answered, row.triggered, row.score, row.reason)
+                for row in db.session.scalars(sa.select(RiskRuleResult).where(RiskRuleResult.payment_id == payment_id))}
+
+
+def test_risk_steps_run_again_change_nothing(pay, worker, buyer, seller, admin):
+    """Every rule task and the aggregate of a decided payment, sent again: one row each, the same answer."""
+    pay.api(admin.token).get("/api/risk/policies/")  # seeds the defaults
+    order = new_order(pay, buyer, seller, price="6000.00", quantity=1)  # over large_amount: held for review
+    payment_uuid = start_payment(pay, buyer, order)["payment_uuid"]
+    assessment = wait_for(lambda: assessment_of(pay, payment_uuid), what="the assessment")
+    payment_id = payment_row(pay, payment_uuid).id
+    stored = rule_results(pay, payment_id)
+    assert len(stored) == 5 and stored["large_amount"][1:3] == (True, True) and assessment.score > 0
+    with pay.apps["payments"].app_context():
+        policies = db.session.execute(sa.select(SecurityPolicy.id, SecurityPolicy.rule)).all()
+        db.session.execute(sa.delete(RiskRuleResult).where(RiskRuleResult.payment_id == payment_id,
+                                                           RiskRuleResult.policy_name == "large_amount"))
+        db.session.commit()
+    again = [worker.send_task(f"risk.rule_{rule.value}", args=[payment_id, policy_id]) for policy_id, rule in policies]
+    assert sorted(r.get(timeout=10) for r in again) == [False, False, False, False, True]  # only the deleted one
+    assert rule_results(pay, payment_id) == stored
+    with pytest.raises(PermanentError, match="does not exist"):  # no such policy: a dead letter, no row
+        worker.send_task("risk.rule_amount", args=[payment_id, 10**9]).get(timeout=10)
+    assert rule_results(pay, payment_id) == stored
+    assert worker.send_task("risk.aggregate", args=[payment_id, [policy_id for policy_id, _ in policies]]).get(
+        timeout=10) == assessment.id
 
 
 def test_beat_expires_pending_payments_and_redrives_stalled_ones(pay, worker, settings, buyer, seller):

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models.base import BigId, TimestampMixin, db, utcnow
 
@@ -69,16 +70,24 @@ class Order(TimestampMixin, db.Model):
 
         The UPDATE matches only while the row still has the status this instance saw, so of two
         racing requests exactly one wins; the loser gets IllegalTransition with the fresh status.
+        `values` are plain column values (not SQL expressions): the instance keeps them as written.
         """
         current = self.status
         if target not in TRANSITIONS[current]:
             raise IllegalTransition(current, target)
+        written = {"status": target, "updated_at": utcnow(), **values}
         result = db.session.execute(
             sa.update(Order)
             .where(Order.id == self.id, Order.status == current, *conditions)
-            .values(status=target, version=Order.version + 1, updated_at=utcnow(), **values)
+            .values(version=Order.version + 1, **written)
             .execution_options(synchronize_session=False)
         )
-        db.session.expire(self)
         if result.rowcount != 1:
+            db.session.expire(self)
             raise IllegalTransition(self.status, target)
+        # The row now holds what this UPDATE wrote (it holds the row lock until the commit): keep
+        # those values on the instance as loaded instead of reading the row back. Only the version,
+        # computed by the database, is expired; no other column changes while the status stays.
+        for key, value in written.items():
+            set_committed_value(self, key, value)
+        db.session.expire(self, ["version"])

@@ -77,7 +77,13 @@ def _audit_rows(order: Order, actor: str, from_status: OrderStatus | None, reaso
 
 
 def _record(order: Order, actor: str, from_status: OrderStatus | None, reason: str, request_id: str) -> None:
-    db.session.add_all(_audit_rows(order, actor, from_status, reason, request_id))
+    """Insert the change's audit row and outbox event in the caller's transaction (Core INSERTs, as
+    `create_order` does); the event is published after the commit."""
+    audit, event = _audit_rows(order, actor, from_status, reason, request_id)
+    connection = db.session.connection(bind_arguments={"mapper": Order})
+    insert_new(connection, [audit])
+    insert_new(connection, [event])
+    outbox.stage(db.session, [event])
 
 
 def create_order(buyer_uuid: uuid.UUID, data: dict, request_id: str = "") -> Order:
@@ -94,10 +100,7 @@ def create_order(buyer_uuid: uuid.UUID, data: dict, request_id: str = "") -> Ord
     for item in items:
         item.order_id = order.id
     insert_new(connection, items)
-    audit, event = _audit_rows(order, str(buyer_uuid), None, "", request_id)
-    insert_new(connection, [audit])
-    insert_new(connection, [event])
-    outbox.stage(db.session, [event])
+    _record(order, str(buyer_uuid), None, "", request_id)
     return order
 
 

@@ -21,6 +21,12 @@ from models.base import db
 log = logging.getLogger(__name__)
 
 
+def connection_for(model: type) -> sa.Connection:
+    """The session's connection to `model`'s database, in the session's current transaction: for
+    Core statements on hot paths (`db.session.commit()` and `rollback()` end them as usual)."""
+    return db.session.connection(bind_arguments={"mapper": model})
+
+
 def init_app(app: Flask) -> None:
     db.init_app(app)
     # Flask runs teardowns in reverse order of registration: this one first, then Flask-SQLAlchemy's,

@@ -24,6 +24,18 @@ def order_body(seller_uuid, items=None, **overrides) -> dict:
     return body
 
 
+def order_row(**fields):
+    """A transient `Order` (pending payment, no items) for tests that write rows themselves."""
+    from decimal import Decimal
+
+    from models import Order, OrderStatus
+
+    values = {"order_uuid": uuid.uuid4(), "buyer_uuid": uuid.uuid4(), "seller_uuid": uuid.uuid4(),
+              "total_amount": Decimal("12345.67"), "status": OrderStatus.PENDING_PAYMENT, "shipping_name": "Li Lei",
+              "shipping_phone": "+86 138", "shipping_address": "1 Renmin Road", **fields}
+    return Order(**values)
+
+
 def force_status(stack, order_uuid, status: str) -> None:
     """Put an order in a state no endpoint reaches yet (e.g. `paid` before payments exist)."""
     from models import Order, OrderStatus, db

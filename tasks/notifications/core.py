@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from models import Notification, NotificationDelivery, NotificationFanout, NotificationInbox, db
+from models import Notification, NotificationDelivery, NotificationFanout, NotificationInbox
+from models.sessions import connection_for
 
 deliveries = NotificationDelivery.__table__
 fanouts = NotificationFanout.__table__
@@ -21,4 +22,4 @@ notifications = Notification.__table__
 
 def connection() -> sa.Connection:
     """The session's connection to the notifications database, in its current transaction."""
-    return db.session.connection(bind_arguments={"mapper": NotificationDelivery})
+    return connection_for(NotificationDelivery)

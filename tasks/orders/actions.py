@@ -17,6 +17,7 @@ from models import (
     OrderStatus, db, utcnow,
 )
 from models.direct_insert import insert_new
+from models.sessions import connection_for
 from tasks import outbox
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def _record(order: Order, actor: str, from_status: OrderStatus | None, reason: s
     """Insert the change's audit row and outbox event in the caller's transaction (Core INSERTs, as
     `create_order` does); the event is published after the commit."""
     audit, event = _audit_rows(order, actor, from_status, reason, request_id)
-    connection = db.session.connection(bind_arguments={"mapper": Order})
+    connection = connection_for(Order)
     insert_new(connection, [audit])
     insert_new(connection, [event])
     outbox.stage(db.session, [event])
@@ -95,7 +96,7 @@ def create_order(buyer_uuid: uuid.UUID, data: dict, request_id: str = "") -> Ord
     fields = {k: v for k, v in data.items() if k != "items"}
     order = Order(order_uuid=uuid.uuid4(), buyer_uuid=buyer_uuid, total_amount=total,
                   status=OrderStatus.PENDING_PAYMENT, items=items, **fields)
-    connection = db.session.connection(bind_arguments={"mapper": Order})
+    connection = connection_for(Order)
     insert_new(connection, [order])
     for item in items:
         item.order_id = order.id

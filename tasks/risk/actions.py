@@ -16,6 +16,7 @@ from models import (
 )
 from models.direct_insert import insert_new
 from models.risk_policy import DEFAULT_POLICIES, parse_params
+from models.sessions import connection_for
 from tasks.errors import PermanentError
 from tasks.risk.rules import RULES
 from tasks.retries import RETRYABLE
@@ -39,21 +40,16 @@ def ensure_policies() -> None:
         db.session.rollback()
 
 
-def _connection() -> sa.Connection:
-    """The session's connection to the payments database, in its current transaction."""
-    return db.session.connection(bind_arguments={"mapper": RiskRuleResult})
-
-
 _POLICIES = sa.select(SecurityPolicy.id, SecurityPolicy.rule, SecurityPolicy.enabled).order_by(SecurityPolicy.id)
 
 
 def enabled_policies() -> list[tuple[int, str]]:
     """(policy id, rule) of every enabled policy: one chord header task each. One SELECT of all
     the policies (a handful) answers both "is the table seeded?" and "which are enabled?"."""
-    rows = _connection().execute(_POLICIES).all()
+    rows = connection_for(RiskRuleResult).execute(_POLICIES).all()
     if not rows:
         ensure_policies()
-        rows = _connection().execute(_POLICIES).all()
+        rows = connection_for(RiskRuleResult).execute(_POLICIES).all()
     return [(policy_id, rule.value) for policy_id, rule, enabled in rows if enabled]
 
 
@@ -75,7 +71,8 @@ def evaluate(payment_id: int, policy_id: int) -> bool:
     still decided. Statements are Core on the session's connection (one read, the rule's own query,
     one INSERT): this runs once per policy per payment, the most frequent task of a workflow.
     """
-    found = _connection().execute(_RULE_INPUT, {"payment_id": payment_id, "policy_id": policy_id}).one_or_none()
+    found = connection_for(RiskRuleResult).execute(
+        _RULE_INPUT, {"payment_id": payment_id, "policy_id": policy_id}).one_or_none()
     if found is None:
         raise PermanentError(f"payment {payment_id} or policy {policy_id} does not exist")
     if found.done:
@@ -92,7 +89,7 @@ def evaluate(payment_id: int, policy_id: int) -> bool:
         db.session.rollback()
         row.answered, row.reason = False, f"rule error: {exc!r}"[:255]
     try:
-        insert_new(_connection(), [row])
+        insert_new(connection_for(RiskRuleResult), [row])
         db.session.commit()
     except IntegrityError:  # a concurrent run stored it first
         db.session.rollback()
@@ -119,7 +116,7 @@ def aggregate(payment_id: int, policy_ids: list[int]) -> int:
     the policy's name when no row was stored); the score is the capped sum of the weights that fired
     among those that answered. If none answered, the payment goes to review.
     """
-    connection = _connection()
+    connection = connection_for(RiskRuleResult)
     key = {"payment_id": payment_id}
     existing = connection.scalar(_ASSESSMENT_ID, key)
     if existing is not None:
@@ -145,6 +142,6 @@ def aggregate(payment_id: int, policy_ids: list[int]) -> int:
         db.session.commit()
     except IntegrityError:  # a concurrent run stored it first
         db.session.rollback()
-        return _connection().scalar(_ASSESSMENT_ID, key)
+        return connection_for(RiskRuleResult).scalar(_ASSESSMENT_ID, key)
     log.info("payment %s risk %s (%d) → %s; not answered: %s", payment_id, level, score, decision, not_answered)
     return assessment.id

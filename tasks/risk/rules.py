@@ -15,7 +15,8 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from models import Payment, PaymentStatus, RuleKind, db, utcnow
+from models import Payment, PaymentStatus, RuleKind, utcnow
+from models.sessions import connection_for
 
 
 class PaymentFacts(Protocol):
@@ -28,7 +29,7 @@ Rule = Callable[[PaymentFacts, dict], tuple[bool, str]]
 
 
 def _count(statement: sa.Select) -> int:
-    return db.session.connection(bind_arguments={"mapper": Payment}).scalar(statement)
+    return connection_for(Payment).scalar(statement)
 
 
 def _since(params: dict) -> dt.datetime:

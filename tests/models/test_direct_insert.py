@@ -7,23 +7,19 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from models import Order, OrderItem, OrderStatus, db
+from models import Order, OrderItem, db
 from models.direct_insert import insert_new
-
-
-def _order(**fields) -> Order:
-    return Order(order_uuid=uuid.uuid4(), buyer_uuid=uuid.uuid4(), seller_uuid=uuid.uuid4(),
-                 total_amount=Decimal("12345.67"), status=OrderStatus.PENDING_PAYMENT, shipping_name="Li Lei",
-                 shipping_phone="+86 138", shipping_address="1 Renmin Road", **fields)
+from models.sessions import connection_for
+from tests.factories import order_row
 
 
 def _connection():
-    return db.session.connection(bind_arguments={"mapper": Order})
+    return connection_for(Order)
 
 
 def test_one_instance_gets_its_key_and_defaults_and_reads_back_the_same(stack):
     with stack.orders_app.app_context():
-        order = _order(remark="ring twice")
+        order = order_row(remark="ring twice")
         insert_new(_connection(), [order])
         db.session.commit()
         assert order.id is not None
@@ -41,7 +37,7 @@ def test_one_instance_gets_its_key_and_defaults_and_reads_back_the_same(stack):
 
 def test_several_instances_are_one_statement_and_all_stored(stack):
     with stack.orders_app.app_context():
-        order = _order()
+        order = order_row()
         connection = _connection()
         insert_new(connection, [order])
         items = [OrderItem(order_id=order.id, product_uuid=uuid.uuid4(), product_name=f"item {n}",
@@ -59,7 +55,7 @@ def test_several_instances_are_one_statement_and_all_stored(stack):
 
 def test_the_rows_roll_back_with_the_session(stack):
     with stack.orders_app.app_context():
-        order = _order()
+        order = order_row()
         insert_new(_connection(), [order])
         db.session.rollback()
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)

@@ -1,21 +1,18 @@
 """`Order.transition` leaves the instance as the row it wrote, without reading the row back."""
 from __future__ import annotations
 
-import uuid
-from decimal import Decimal
-
 import pytest
 import sqlalchemy as sa
 
 from models import IllegalTransition, Order, OrderStatus, db, utcnow
 from models.direct_insert import insert_new
+from models.sessions import connection_for
+from tests.factories import order_row
 
 
 def _pending_order() -> Order:
-    order = Order(order_uuid=uuid.uuid4(), buyer_uuid=uuid.uuid4(), seller_uuid=uuid.uuid4(),
-                  total_amount=Decimal("10.00"), status=OrderStatus.PENDING_PAYMENT, shipping_name="Li Lei",
-                  shipping_phone="+86 138", shipping_address="1 Renmin Road")
-    insert_new(db.session.connection(bind_arguments={"mapper": Order}), [order])
+    order = order_row()
+    insert_new(connection_for(Order), [order])
     db.session.commit()
     return db.session.get(Order, order.id)
 

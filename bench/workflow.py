@@ -175,7 +175,7 @@ def run_workflow(scratch: Scratch, orders: int, paced_seconds: float, concurrenc
             "cpu_ms_per_task": cpu_per_task(saturation, ceiling)}
 
 
-def cpu_per_task(saturation: dict, ceiling: dict, cores: int | None = None) -> dict:
+def cpu_per_task(saturation: dict, ceiling: dict) -> dict:
     """Where a task's CPU goes, every process counted (ms per task), in the workflow and in the
     no-op ceiling; and the most workflow tasks/s the machine allows whatever our task bodies do.
 
@@ -184,7 +184,7 @@ def cpu_per_task(saturation: dict, ceiling: dict, cores: int | None = None) -> d
     gateway, the driver's clients, MariaDB), on every core: `cores ÷ that`, as a ratio to the
     ceiling's tasks/s. The target can only be met below it.
     """
-    cores = cores or os.cpu_count() or 1
+    cores = os.cpu_count() or 1
     workflow = {**saturation["cpu_seconds"], "clients": saturation["client_cpu_seconds"]}
     noop = ceiling["cpu_seconds"]
     per_workflow_task = {name: 1000 * seconds / saturation["tasks"] for name, seconds in workflow.items()}

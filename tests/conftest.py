@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from common.settings import Settings
 from common.tokens import issue_token
 from models.migrate import upgrade
+from tests.support import draining
 from tests.support.client import Api
 from tests.support.servers import ServedApp, close_celery, drop_keys, serve_in_thread
 
@@ -145,8 +146,10 @@ class Stack:
         return Api(self.services[service].url, token)
 
     def truncate(self) -> None:
+        """Empty every table, once the workflows the test started are over (`tests.support.draining`)."""
         from models.base import db
 
+        draining.drain()
         for app in self.apps.values():
             with app.app_context():
                 for bind in app.config["CFMP_BINDS"]:
@@ -202,7 +205,11 @@ def worker(worker_app):
     celery = worker_app.extensions["celery"]
     with start_worker(celery, pool="threads", concurrency=4, perform_ping_check=False,
                       queues=[*QUEUES, "default"], shutdown_timeout=10):
-        yield celery
+        draining.worker_started(celery)
+        try:
+            yield celery
+        finally:
+            draining.worker_stopped()
     close_celery(celery)
 
 
